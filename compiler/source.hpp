@@ -1,0 +1,32 @@
+#pragma once
+// Renders the source stub that instantiates exactly one kernel of the embedded templates for one
+// (ProjectionSpec, TileConfig) pair, and the launch geometry that goes with it.
+#include <cstdint>
+#include <string>
+
+#include "compiler/problem.hpp"
+#include "compiler/tile_config.hpp"
+
+namespace moejit {
+
+// Bump when the stub or the meaning of a config field changes; part of every cache key.
+inline constexpr int kGeneratorVersion = 1;
+
+struct KernelSource {
+  std::string source;
+  std::string name_expression;
+  int threads = 0;
+  int dynamic_smem = 0;  // bytes; must equal the template's own layout (checked at compile time)
+};
+
+// Throws InvalidArgument for a spec or config that cannot be instantiated.
+KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& config);
+
+// Shared memory the kernel for (spec, config) asks for at launch.
+int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& config);
+
+// Number of CTAs for `rows` grouped rows: every N tile times an upper bound on the row tiles
+// (each expert adds at most one partial tile); surplus CTAs exit at once.
+std::int64_t grid_size(const ProjectionSpec& spec, const TileConfig& config, std::int64_t rows);
+
+}  // namespace moejit

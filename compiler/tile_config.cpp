@@ -1,0 +1,37 @@
+#include "compiler/tile_config.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "compiler/error.hpp"
+
+namespace moejit {
+
+std::string TileConfig::name() const {
+  return fmt::format("m{}n{}k{}_w{}x{}_s{}", block_m, block_n, block_k, warps_m, warps_n, stages);
+}
+
+void TileConfig::validate() const {
+  auto fail = [&](const char* what) { throw InvalidArgument("tile config", name(), what); };
+  if (warps_m < 1 || warps_n < 1 || warps_m * warps_n > 8) fail("1 to 8 warps");
+  if (block_m % (16 * warps_m) != 0) fail("block_m a multiple of 16 * warps_m");
+  if (block_n % (16 * warps_n) != 0) fail("block_n a multiple of 16 * warps_n");
+  if (block_k != 32 && block_k != 64) fail("block_k of 32 or 64");
+  if (stages < 2 || stages > 6) fail("2 to 6 stages");
+}
+
+void to_json(nlohmann::json& j, const TileConfig& c) {
+  j = nlohmann::json{{"block_m", c.block_m}, {"block_n", c.block_n}, {"block_k", c.block_k},
+                     {"warps_m", c.warps_m}, {"warps_n", c.warps_n}, {"stages", c.stages}};
+}
+
+void from_json(const nlohmann::json& j, TileConfig& c) {
+  j.at("block_m").get_to(c.block_m);
+  j.at("block_n").get_to(c.block_n);
+  j.at("block_k").get_to(c.block_k);
+  j.at("warps_m").get_to(c.warps_m);
+  j.at("warps_n").get_to(c.warps_n);
+  j.at("stages").get_to(c.stages);
+}
+
+}  // namespace moejit

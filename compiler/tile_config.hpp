@@ -1,0 +1,28 @@
+#pragma once
+// One point of the tile-config space of the mma.sync kernels.
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+namespace moejit {
+
+struct TileConfig {
+  int block_m = 128;  // grouped rows per CTA
+  int block_n = 128;  // output features per CTA
+  int block_k = 32;   // reduction slice per pipeline stage
+  int warps_m = 2;
+  int warps_n = 2;
+  int stages = 3;  // cp.async pipeline depth
+
+  int threads() const { return 32 * warps_m * warps_n; }
+  // "m128n128k32_w2x2_s3": stable, human-readable, used in listings and cache values.
+  std::string name() const;
+  // Throws InvalidArgument when the config cannot be instantiated (e.g. warp tile not a multiple
+  // of the mma shape).
+  void validate() const;
+  bool operator==(const TileConfig&) const = default;
+};
+
+void to_json(nlohmann::json& j, const TileConfig& c);
+void from_json(const nlohmann::json& j, TileConfig& c);
+
+}  // namespace moejit

@@ -1,0 +1,322 @@
+#pragma once
+// Fused MoE-LoRA forward (SPEC.md "Ops"): for grouped row i of expert e,
+//   y = x * Wd_e + s * ((x * A_e^T) * B_e^T) + bias_e
+// One CTA computes a BLOCK_M x BLOCK_N output tile of one expert. Its K loop multiplies the
+// gathered input rows by the weight tile and, in the same pass, by the rank-r LoRA A tile (as if
+// the weight tile had r more columns), so x is read once for both products. The epilogue rounds
+// s * (x * A^T) to the act dtype, multiplies it by B^T on the tensor cores into the same
+// accumulators, adds the bias and scatters the rows to their output positions.
+// Tensor cores: mma.sync m16n8k16 with fp32 accumulation, fed by a cp.async multistage pipeline
+// (sm_80 and newer).
+#include "moejit/params.h"
+#include "moejit/tile.cuh"
+
+namespace moejit {
+
+// B storages of SPEC.md "LoRA factors".
+constexpr int kBStoragePeft = 0;         // [N, r*E], B_e[o, j] = B[o*r*E + j*E + e]
+constexpr int kBStorageExpertMajor = 1;  // [N, E*r], B_e[o, j] = B[o*E*r + e*r + j]
+constexpr int kBStorageStacked = 2;      // [E, N, r], B_e[o, j] = B[(e*N + o)*r + j]
+
+template <int kStorage, int E, int N, int R>
+__device__ __forceinline__ long long lora_b_index(int e, int o, int j) {
+  if constexpr (kStorage == kBStoragePeft) {
+    return (static_cast<long long>(o) * R + j) * E + e;
+  } else if constexpr (kStorage == kBStorageExpertMajor) {
+    return (static_cast<long long>(o) * E + e) * R + j;
+  } else {
+    static_assert(kStorage == kBStorageStacked, "unknown B storage");
+    return (static_cast<long long>(e) * N + o) * R + j;
+  }
+}
+
+template <class Cfg>
+struct ForwardKernel {
+  using Act = typename Cfg::Act;
+  using Lora = typename Cfg::Lora;
+  using Index = typename Cfg::Index;
+  static constexpr int E = Cfg::kExperts, TOPK = Cfg::kTopK, K = Cfg::kK, N = Cfg::kN;
+  static constexpr int R = Cfg::kRank;
+  static constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK;
+  static constexpr int WARPS_M = Cfg::kWarpsM, WARPS_N = Cfg::kWarpsN, STAGES = Cfg::kStages;
+  static constexpr bool kInOut = Cfg::kWeightInOut;
+  static constexpr bool kBf16 = DTypeTraits<Act>::kIsBf16;
+  static constexpr bool kLoraIsAct = IsSame<Lora, Act>::value;
+
+  static constexpr int kThreads = 32 * WARPS_M * WARPS_N;
+  static constexpr int RP = (R + 15) / 16 * 16;  // rank padded to the mma k
+  static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
+  static constexpr int MF = WM / 16, NF = WN / 8;  // mma tiles per warp
+  static constexpr int XA_CHUNKS = RP / 8;         // n8 column blocks of x * A^T
+  static constexpr int XA_PER_WARP = (XA_CHUNKS + WARPS_N - 1) / WARPS_N;
+  static constexpr int KB = (K + BK - 1) / BK;
+  static constexpr int N_TILES = (N + BN - 1) / BN;
+
+  static_assert(sizeof(Act) == 2, "activations are 16-bit");
+  static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
+  static_assert(R >= 1 && R <= 256, "rank must be in [1, 256]");
+  static_assert(BK == 32 || BK == 64, "block_k must be 32 or 64");
+  static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tile must be a multiple of 16x16");
+  static_assert(16 % sizeof(Lora) == 0, "lora dtype must divide a 16-byte chunk");
+
+  using XTile = SwizzledTile<BM, BK * 2 / 16>;
+  using WTile = SwizzledTile<kInOut ? BK : BN, kInOut ? BN * 2 / 16 : BK * 2 / 16>;
+  using ATile = SwizzledTile<RP, BK * static_cast<int>(sizeof(Lora)) / 16>;
+  using BTile = SwizzledTile<BN, RP * 2 / 16>;  // B_e rows n0.. in act dtype: [n][j]
+  using XaTile = SwizzledTile<BM, RP * 2 / 16>;  // s * x * A^T rounded to act: [m][j]
+
+  static constexpr int kStageBytes = XTile::kBytes + WTile::kBytes + ATile::kBytes;
+  static constexpr int kBTileOffset = STAGES * kStageBytes;
+  static constexpr int kXaTileOffset = kBTileOffset + BTile::kBytes;
+  static constexpr int kRowsOffset = kXaTileOffset + XaTile::kBytes;
+  static constexpr int kSmemBytes = kRowsOffset + BM * 2 * 8;  // source and destination rows
+  static_assert(kSmemBytes == Cfg::kSmemBytes,
+                "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
+
+  struct Tile {
+    int expert;
+    int n0;
+    long long row_begin;
+    int rows;  // valid rows in this tile, 1..BM
+  };
+
+  __device__ static void load_stage(const ForwardParams& p, const Tile& t, char* stage, int kb,
+                                    const long long* src_rows) {
+    const int k0 = kb * BK;
+    const char* x = static_cast<const char*>(p.x);
+    char* xs = stage;
+    constexpr int XC = BK / 8;  // 16-byte chunks per row of a 16-bit tile
+    for (int c = threadIdx.x; c < BM * XC; c += kThreads) {
+      const int row = c / XC, ch = c % XC, k = k0 + ch * 8;
+      const long long src = src_rows[row];
+      const bool valid = src >= 0 && k < K;
+      cp_async_16(xs + XTile::chunk_offset(row, ch) * 16,
+                  valid ? x + (src * K + k) * 2 : x, valid);
+    }
+    const char* w = static_cast<const char*>(p.w);
+    char* ws = stage + XTile::kBytes;
+    if constexpr (kInOut) {
+      constexpr int WC = BN / 8;
+      for (int c = threadIdx.x; c < BK * WC; c += kThreads) {
+        const int row = c / WC, ch = c % WC, k = k0 + row, n = t.n0 + ch * 8;
+        const bool valid = k < K && n < N;
+        cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
+                    valid ? w + ((static_cast<long long>(t.expert) * K + k) * N + n) * 2 : w,
+                    valid);
+      }
+    } else {
+      for (int c = threadIdx.x; c < BN * XC; c += kThreads) {
+        const int row = c / XC, ch = c % XC, k = k0 + ch * 8, n = t.n0 + row;
+        const bool valid = k < K && n < N;
+        cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
+                    valid ? w + ((static_cast<long long>(t.expert) * N + n) * K + k) * 2 : w,
+                    valid);
+      }
+    }
+    const char* a = static_cast<const char*>(p.lora_a);
+    char* as = stage + XTile::kBytes + WTile::kBytes;
+    constexpr int EPC = 16 / static_cast<int>(sizeof(Lora));  // elements per chunk
+    constexpr int AC = BK / EPC;
+    for (int c = threadIdx.x; c < RP * AC; c += kThreads) {
+      const int j = c / AC, ch = c % AC, k = k0 + ch * EPC;
+      const bool valid = j < R && k < K;
+      cp_async_16(as + ATile::chunk_offset(j, ch) * 16,
+                  valid ? a + ((static_cast<long long>(t.expert) * R + j) * K + k) * sizeof(Lora)
+                        : a,
+                  valid);
+    }
+  }
+
+  __device__ static void compute_stage(const char* stage, int warp_m, int warp_n,
+                                       float (&acc)[MF][NF][4],
+                                       float (&xa)[MF][XA_PER_WARP][4]) {
+    const int lane = threadIdx.x & 31;
+    const char* xs = stage;
+    const char* ws = stage + XTile::kBytes;
+    const char* as = stage + XTile::kBytes + WTile::kBytes;
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      unsigned af[MF][4];
+#pragma unroll
+      for (int mi = 0; mi < MF; ++mi) {
+        const int row = warp_m * WM + mi * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+        ldmatrix_x4(af[mi], xs + XTile::chunk_offset(row, kk * 2 + (lane >> 4)) * 16);
+      }
+#pragma unroll
+      for (int nj = 0; nj < NF / 2; ++nj) {
+        unsigned bf[4];
+        if constexpr (kInOut) {
+          const int row = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+          const int ch = (warp_n * WN + nj * 16) / 8 + (lane >> 4);
+          ldmatrix_x4_trans(bf, ws + WTile::chunk_offset(row, ch) * 16);
+        } else {
+          const int row = warp_n * WN + nj * 16 + (lane >> 4) * 8 + (lane & 7);
+          ldmatrix_x4(bf, ws + WTile::chunk_offset(row, kk * 2 + ((lane >> 3) & 1)) * 16);
+        }
+        const unsigned b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+#pragma unroll
+        for (int mi = 0; mi < MF; ++mi) {
+          mma_16816<kBf16>(acc[mi][2 * nj], af[mi], b0);
+          mma_16816<kBf16>(acc[mi][2 * nj + 1], af[mi], b1);
+        }
+      }
+      // The LoRA A product rides on the same x fragments.
+#pragma unroll
+      for (int c = 0; c < XA_PER_WARP; ++c) {
+        const int q = warp_n + c * WARPS_N;
+        if (q < XA_CHUNKS) {
+          unsigned bf[2];
+          if constexpr (kLoraIsAct) {
+            const int row = q * 8 + (lane & 7);
+            ldmatrix_x2(bf, as + ATile::chunk_offset(row, kk * 2 + ((lane >> 3) & 1)) * 16);
+          } else {
+            load_b_fragment_converted<ATile, Lora, Act>(bf, as, q * 8 + (lane >> 2), kk * 16);
+          }
+#pragma unroll
+          for (int mi = 0; mi < MF; ++mi) mma_16816<kBf16>(xa[mi][c], af[mi], bf);
+        }
+      }
+    }
+  }
+
+  __device__ static void run(const ForwardParams& p) {
+    extern __shared__ __align__(128) char smem[];
+    __shared__ Tile tile;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const long long linear = blockIdx.x;
+    if (warp == 0) {
+      int expert = -1;
+      long long row_begin = 0, row_end = 0;
+      const bool found = find_row_tile<Index, E, BM>(p.expert_offsets, linear / N_TILES, expert,
+                                                     row_begin, row_end);
+      if (row_end > p.rows) row_end = p.rows;  // never index past the routing arrays
+      if (lane == 0) {
+        tile.expert = found && row_end > row_begin ? expert : -1;
+        tile.n0 = static_cast<int>(linear % N_TILES) * BN;
+        tile.row_begin = row_begin;
+        tile.rows = static_cast<int>(row_end - row_begin);
+      }
+    }
+    __syncthreads();
+    const Tile t = tile;
+    if (t.expert < 0) return;  // the grid is an upper bound on the number of row tiles
+
+    long long* src_rows = reinterpret_cast<long long*>(smem + kRowsOffset);
+    long long* dst_rows = src_rows + BM;
+    for (int i = threadIdx.x; i < BM; i += kThreads) {
+      long long src = -1, dst = -1;
+      if (i < t.rows) {
+        const long long row = t.row_begin + i;
+        const long long slot = load_index<Index>(p.scattered_idxs, row);
+        src = Cfg::kGroupedIn ? row : slot / TOPK;
+        dst = Cfg::kGroupedOut ? row : slot;
+      }
+      src_rows[i] = src;
+      dst_rows[i] = dst;
+    }
+    // B_e for this tile's columns, converted to the act dtype and zero-padded to RP.
+    char* bs = smem + kBTileOffset;
+    const Lora* lora_b = static_cast<const Lora*>(p.lora_b);
+    for (int idx = threadIdx.x; idx < BN * RP; idx += kThreads) {
+      const int n = idx / RP, j = idx % RP, o = t.n0 + n;
+      const float v = (j < R && o < N)
+                          ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)])
+                          : 0.f;
+      *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v);
+    }
+    __syncthreads();
+
+    float acc[MF][NF][4] = {};
+    float xa[MF][XA_PER_WARP][4] = {};
+    const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < KB) load_stage(p, t, smem + s * kStageBytes, s, src_rows);
+      cp_async_commit();
+    }
+    for (int kb = 0; kb < KB; ++kb) {
+      cp_async_wait<STAGES - 2>();
+      __syncthreads();
+      const int next = kb + STAGES - 1;
+      if (next < KB) load_stage(p, t, smem + (next % STAGES) * kStageBytes, next, src_rows);
+      cp_async_commit();
+      compute_stage(smem + (kb % STAGES) * kStageBytes, warp_m, warp_n, acc, xa);
+    }
+    cp_async_wait<0>();
+
+    // Epilogue 1: s * (x * A^T), rounded to the act dtype, to shared memory.
+    char* xas = smem + kXaTileOffset;
+    const int g = lane >> 2, tq = lane & 3;
+#pragma unroll
+    for (int mi = 0; mi < MF; ++mi) {
+#pragma unroll
+      for (int c = 0; c < XA_PER_WARP; ++c) {
+        const int q = warp_n + c * WARPS_N;
+        if (q < XA_CHUNKS) {
+          const int row = warp_m * WM + mi * 16 + g, col = q * 8 + 2 * tq;
+          *reinterpret_cast<unsigned*>(xas + XaTile::byte_offset(row, col, 2)) =
+              pack2<Act>(p.scale * xa[mi][c][0], p.scale * xa[mi][c][1]);
+          *reinterpret_cast<unsigned*>(xas + XaTile::byte_offset(row + 8, col, 2)) =
+              pack2<Act>(p.scale * xa[mi][c][2], p.scale * xa[mi][c][3]);
+        }
+      }
+    }
+    __syncthreads();
+
+    // Epilogue 2: acc += (s * x * A^T) * B^T on the tensor cores.
+#pragma unroll
+    for (int kr = 0; kr < RP / 16; ++kr) {
+      unsigned af[MF][4];
+#pragma unroll
+      for (int mi = 0; mi < MF; ++mi) {
+        const int row = warp_m * WM + mi * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+        ldmatrix_x4(af[mi], xas + XaTile::chunk_offset(row, kr * 2 + (lane >> 4)) * 16);
+      }
+#pragma unroll
+      for (int nj = 0; nj < NF / 2; ++nj) {
+        unsigned bf[4];
+        const int row = warp_n * WN + nj * 16 + (lane >> 4) * 8 + (lane & 7);
+        ldmatrix_x4(bf, bs + BTile::chunk_offset(row, kr * 2 + ((lane >> 3) & 1)) * 16);
+        const unsigned b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+#pragma unroll
+        for (int mi = 0; mi < MF; ++mi) {
+          mma_16816<kBf16>(acc[mi][2 * nj], af[mi], b0);
+          mma_16816<kBf16>(acc[mi][2 * nj + 1], af[mi], b1);
+        }
+      }
+    }
+
+    // Epilogue 3: bias, round, scatter.
+    const Act* bias = static_cast<const Act*>(p.bias);
+    Act* y = static_cast<Act*>(p.y);
+#pragma unroll
+    for (int ni = 0; ni < NF; ++ni) {
+      const int col = t.n0 + warp_n * WN + ni * 8 + 2 * tq;
+      if (col >= N) continue;
+      float b0 = 0.f, b1 = 0.f;
+      if constexpr (Cfg::kHasBias) {
+        b0 = to_float(bias[static_cast<long long>(t.expert) * N + col]);
+        b1 = to_float(bias[static_cast<long long>(t.expert) * N + col + 1]);
+      }
+#pragma unroll
+      for (int mi = 0; mi < MF; ++mi) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = warp_m * WM + mi * 16 + g + half * 8;
+          if (row < t.rows) {
+            *reinterpret_cast<unsigned*>(y + dst_rows[row] * N + col) = pack2<Act>(
+                acc[mi][ni][2 * half] + b0, acc[mi][ni][2 * half + 1] + b1);
+          }
+        }
+      }
+    }
+  }
+};
+
+template <class Cfg>
+__global__ void __launch_bounds__(ForwardKernel<Cfg>::kThreads)
+    moe_lora_forward(const ForwardParams params) {
+  ForwardKernel<Cfg>::run(params);
+}
+
+}  // namespace moejit

@@ -1,0 +1,26 @@
+#pragma once
+// Kernel parameter blocks. This header is compiled both by the host compiler and by NVRTC, so the
+// struct layouts are identical on both sides by construction. Plain C types only.
+
+namespace moejit {
+
+struct ForwardParams {
+  const void* x;               // [T, K] (or [T*k, K] when grouped_in), act dtype
+  const void* w;               // base weight, all experts; format and layout per the config
+  const void* lora_a;          // A storage, lora dtype
+  const void* lora_b;          // B storage, lora dtype
+  const void* bias;            // [E, N] act dtype, or null when the config has no bias
+  const void* expert_offsets;  // [E], inclusive cumulative ends, index dtype
+  const void* scattered_idxs;  // [T*k], slot of each grouped row, index dtype
+  void* y;                     // [T*k, N] act dtype
+  long long rows;              // T*k
+  float scale;                 // LoRA scaling s
+  // Quantized base weights (nf4 / int8_rowwise); unused for bf16/fp16 weights.
+  const void* absmax;   // nf4: fp32 absmax or uint8 qabsmax; int8: fp32 row_stats
+  const void* code;     // nf4: fp32[16]
+  const void* absmax2;  // nf4 double quant: fp32[ceil(nblocks/256)]
+  const void* code2;    // nf4 double quant: fp32[256]
+  float offset;         // nf4 double quant
+};
+
+}  // namespace moejit
