@@ -1,0 +1,49 @@
+#pragma once
+// Picks the fastest tile config for one projection: enumerate candidates, compile them in parallel,
+// prune by shared memory and ptxas spills before anything runs, then time the survivors with CUDA
+// events on the real problem size with fresh random buffers.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "autotune/cuda_driver.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+#include "compiler/problem.hpp"
+#include "compiler/tile_config.hpp"
+
+namespace moejit {
+
+// The candidate space for `spec` (every config here instantiates; some may still be pruned).
+std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec);
+// The config used without tuning: a heuristic choice that fits every supported GPU.
+TileConfig default_config(const ProjectionSpec& spec);
+
+struct CompiledCandidate {
+  TileConfig config;
+  CompiledKernel kernel;
+  int dynamic_smem = 0;
+  std::string pruned;  // empty when kept; otherwise why it was dropped before timing
+  double time_ms = -1;  // filled in by tune()
+};
+
+// Compiles `configs` for `arch` on up to `threads` threads (0: all cores) and marks the pruned ones:
+// static + dynamic shared memory above `smem_limit` bytes (0: no limit), or any spill.
+// Compile errors propagate as CompileError carrying `key`.
+std::vector<CompiledCandidate> compile_candidates(const ProjectionSpec& spec,
+                                                  const std::vector<TileConfig>& configs,
+                                                  const std::string& arch, int smem_limit,
+                                                  const std::string& key, int threads = 0);
+
+struct TuneResult {
+  CompiledCandidate best;
+  std::vector<CompiledCandidate> candidates;  // all, with times for the timed ones
+  int compiled = 0, pruned = 0, timed = 0;
+  double compile_seconds = 0, timing_seconds = 0;
+};
+
+// Compiles, prunes and times the candidate space on the current device for `tokens` tokens.
+// Throws Error when every candidate is pruned.
+TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::DeviceInfo& device,
+                const std::string& key);
+
+}  // namespace moejit
