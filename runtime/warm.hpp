@@ -1,0 +1,24 @@
+#pragma once
+// Filling the cache ahead of time, with or without a GPU.
+#include <cstdint>
+#include <string>
+
+#include "cache/store.hpp"
+#include "compiler/problem.hpp"
+
+namespace moejit {
+
+struct WarmOutcome {
+  CacheKey key;
+  TileConfig config;
+  bool already_cached = false;  // an entry of at least the same quality was present
+  bool tuned = false;
+  double seconds = 0;
+};
+
+// Without a GPU: compiles the default config of `spec` for `arch` and stores it under the offline
+// device identity, marked untuned (a GPU machine later tunes it in place).
+WarmOutcome warm_offline(CacheStore& store, const ProjectionSpec& spec, std::int64_t tokens,
+                         const std::string& arch);
+
+}  // namespace moejit
