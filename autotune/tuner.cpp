@@ -1,0 +1,151 @@
+#include "autotune/tuner.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <fmt/format.h>
+#include <mutex>
+#include <thread>
+
+#include "autotune/launch.hpp"
+#include "autotune/tuning_problem.hpp"
+#include "compiler/error.hpp"
+#include "compiler/source.hpp"
+
+namespace moejit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Accumulator registers per thread of the main tile plus the x*A^T tile: beyond ~160 fp32 values
+// per thread the kernel spills on every target, so such configs are not worth compiling.
+int accumulator_registers(const ProjectionSpec& spec, const TileConfig& c) {
+  const int mf = c.block_m / c.warps_m / 16, nf = c.block_n / c.warps_n / 8;
+  const int xa_chunks = (spec.rank + 15) / 16 * 2;
+  const int xa_per_warp = (xa_chunks + c.warps_n - 1) / c.warps_n;
+  return 4 * mf * (nf + xa_per_warp);
+}
+
+}  // namespace
+
+std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec) {
+  struct Shape {
+    int bm, bn, wm, wn;
+  };
+  constexpr Shape kShapes[] = {{64, 64, 2, 2},   {64, 128, 2, 2},  {128, 64, 2, 2},
+                               {128, 128, 2, 2}, {128, 128, 2, 4}, {128, 128, 4, 2},
+                               {64, 256, 1, 4},  {128, 256, 2, 4}, {256, 128, 4, 2}};
+  std::vector<TileConfig> out;
+  for (const Shape& s : kShapes)
+    for (int bk : {32, 64})
+      for (int stages : {2, 3, 4}) {
+        const TileConfig c{s.bm, s.bn, bk, s.wm, s.wn, stages};
+        if (accumulator_registers(spec, c) <= 160) out.push_back(c);
+      }
+  return out;
+}
+
+TileConfig default_config(const ProjectionSpec& spec) {
+  // 128x128 tiles with a 4-stage pipeline suit every Ampere/Ada/Hopper part (69 KB of shared
+  // memory at r <= 16); large ranks move to 8 warps so the x*A^T tile is split four ways.
+  TileConfig c{128, 128, 32, 2, 2, 4};
+  if (accumulator_registers(spec, c) > 160) c = TileConfig{128, 128, 32, 2, 4, 3};
+  if (accumulator_registers(spec, c) > 160) c = TileConfig{64, 128, 32, 1, 4, 3};
+  return c;
+}
+
+std::vector<CompiledCandidate> compile_candidates(const ProjectionSpec& spec,
+                                                  const std::vector<TileConfig>& configs,
+                                                  const std::string& arch, int smem_limit,
+                                                  const std::string& key, int threads) {
+  std::vector<CompiledCandidate> out(configs.size());
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  auto worker = [&] {
+    for (std::size_t i = next++; i < configs.size(); i = next++) {
+      try {
+        const KernelSource src = render_kernel_source(spec, configs[i]);
+        CompiledCandidate& c = out[i];
+        c.config = configs[i];
+        c.dynamic_smem = src.dynamic_smem;
+        c.kernel = compile({src.source, src.name_expression, arch, key});
+        const int smem = c.dynamic_smem + c.kernel.report.static_smem;
+        if (smem_limit > 0 && smem > smem_limit) {
+          c.pruned = fmt::format("shared memory {} B > device limit {} B", smem, smem_limit);
+        } else if (c.kernel.report.spills()) {
+          c.pruned = fmt::format("ptxas spills ({} B stores, {} B loads)",
+                                 c.kernel.report.spill_stores, c.kernel.report.spill_loads);
+        }
+      } catch (...) {
+        std::lock_guard lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+      }
+    }
+  };
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  threads = std::min<int>(threads, static_cast<int>(configs.size()));
+  {
+    std::vector<std::jthread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
+  }
+  if (failure) std::rethrow_exception(failure);
+  return out;
+}
+
+TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::DeviceInfo& device,
+                const std::string& key) {
+  TuneResult result;
+  auto start = Clock::now();
+  result.candidates = compile_candidates(spec, candidate_configs(spec), device.arch(),
+                                         device.smem_optin_bytes, key);
+  result.compile_seconds = seconds_since(start);
+  result.compiled = static_cast<int>(result.candidates.size());
+
+  start = Clock::now();
+  const TuningProblem problem(spec, tokens);
+  cuda::Stream stream;
+  cuda::Event before, after;
+  double best = 1e30;
+  const CompiledCandidate* winner = nullptr;
+  for (CompiledCandidate& c : result.candidates) {
+    if (!c.pruned.empty()) {
+      ++result.pruned;
+      continue;
+    }
+    const cuda::Module module(c.kernel.cubin);
+    const KernelHandle handle{module.function(c.kernel.lowered_name), c.config, c.dynamic_smem};
+    prepare_function(handle.function, handle.dynamic_smem);
+    launch_forward(handle, spec, problem.params(), stream.get());  // warm-up
+    // One timed launch first; candidates already 1.5x slower than the best stop there.
+    std::vector<float> times;
+    for (int rep = 0; rep < 5; ++rep) {
+      before.record(stream.get());
+      launch_forward(handle, spec, problem.params(), stream.get());
+      after.record(stream.get());
+      times.push_back(after.elapsed_since(before));
+      if (rep == 0 && times[0] > 1.5 * best) break;
+    }
+    std::sort(times.begin(), times.end());
+    c.time_ms = times[times.size() / 2];
+    ++result.timed;
+    if (c.time_ms < best) {
+      best = c.time_ms;
+      winner = &c;
+    }
+  }
+  stream.synchronize();
+  result.timing_seconds = seconds_since(start);
+  if (!winner)
+    throw Error(fmt::format("autotune: all {} candidates were pruned for {} (key {})",
+                            result.compiled, spec.describe(), key));
+  result.best = *winner;
+  return result;
+}
+
+}  // namespace moejit

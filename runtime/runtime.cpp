@@ -1,0 +1,175 @@
+#include "runtime/runtime.hpp"
+
+#include <chrono>
+#include <fmt/format.h>
+#include <iostream>
+#include <mutex>
+#include <unordered_map>
+
+#include "autotune/launch.hpp"
+#include "autotune/tuner.hpp"
+#include "cache/store.hpp"
+#include "compiler/error.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+#include "compiler/source.hpp"
+#include "runtime/validation.hpp"
+#include "templates/embedded.hpp"
+
+namespace moejit {
+namespace {
+
+// What selects a loaded kernel inside this process (the device is fixed per Runtime).
+struct MemoryKey {
+  ProjectionSpec spec;
+  std::int64_t bucket;
+  bool operator==(const MemoryKey&) const = default;
+};
+
+struct MemoryKeyHash {
+  std::size_t operator()(const MemoryKey& k) const {
+    const ProjectionSpec& s = k.spec;
+    std::size_t h = static_cast<std::size_t>(k.bucket);
+    auto mix = [&h](std::size_t v) { h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
+    for (std::size_t v :
+         {std::size_t(s.op), std::size_t(s.experts), std::size_t(s.top_k),
+          std::size_t(s.in_features), std::size_t(s.out_features), std::size_t(s.rank),
+          std::size_t(s.act), std::size_t(s.lora), std::size_t(s.index), std::size_t(s.weights),
+          std::size_t(s.layout), std::size_t(s.b_storage), std::size_t(s.grouped_in),
+          std::size_t(s.grouped_out), std::size_t(s.has_bias), std::size_t(s.quant_blocksize),
+          std::size_t(s.double_quant)})
+      mix(v);
+    return h;
+  }
+};
+
+struct LoadedKernel {
+  cuda::Module module;
+  KernelHandle handle;
+};
+
+}  // namespace
+
+struct Runtime::Impl {
+  RuntimeOptions options;
+  cuda::ContextGuard context;
+  cuda::DeviceInfo device;
+  DeviceIdentity identity;
+  std::filesystem::path cache_path;
+  CacheStore store;
+  mutable std::mutex mutex;
+  std::unordered_map<MemoryKey, LoadedKernel, MemoryKeyHash> loaded;
+  RuntimeStats stats;
+
+  explicit Impl(RuntimeOptions opts)
+      : options(std::move(opts)),
+        context(options.device),
+        device(cuda::query_device(context.device())),
+        identity{device.name, device.arch(), device.sm_count, device.driver_version},
+        cache_path(options.cache_path.empty() ? default_cache_path() : options.cache_path),
+        store(cache_path) {}
+
+  CacheKey key_for(const ProjectionSpec& spec, std::int64_t bucket, DeviceIdentity who) const {
+    return CacheKey{std::move(who),   nvrtc_version(), std::string(templates::bundle_hash()),
+                    kGeneratorVersion, spec,           bucket};
+  }
+
+  // Cache entry for the key: from the store, else tuned or compiled (and stored).
+  CacheEntry find_or_build(const ProjectionSpec& spec, std::int64_t bucket) {
+    const CacheKey key = key_for(spec, bucket, identity);
+    LookupResult found = store.lookup(key);
+    if (found.status == LookupStatus::hit && (found.entry->tuned || !options.tune)) {
+      ++stats.cache_hits;
+      return *found.entry;
+    }
+    if (found.status == LookupStatus::error)
+      std::cerr << "moejit: cache entry " << key.id() << " in " << cache_path.string()
+                << " is unusable (" << found.error << "); rebuilding it\n";
+    ++stats.cache_misses;
+    CacheEntry entry;
+    entry.key = key;
+    if (options.tune) {
+      const TuneResult tuned = tune(spec, bucket, device, key.text());
+      stats.compiles += tuned.compiled;
+      ++stats.tunes;
+      entry.config = tuned.best.config;
+      entry.cubin = tuned.best.kernel.cubin;
+      entry.kernel_name = tuned.best.kernel.lowered_name;
+      entry.report = tuned.best.kernel.report;
+      entry.time_ms = tuned.best.time_ms;
+      entry.tuned = true;
+    } else {
+      // An offline build for this arch serves until the entry is tuned in place.
+      const LookupResult offline = store.lookup(key_for(spec, bucket, DeviceIdentity::offline(identity.arch)));
+      if (offline.status == LookupStatus::hit) {
+        ++stats.cache_hits;
+        return *offline.entry;
+      }
+      const TileConfig config = default_config(spec);
+      const auto compiled = compile_candidates(spec, {config}, identity.arch,
+                                               device.smem_optin_bytes, key.text(), 1);
+      ++stats.compiles;
+      entry.config = config;
+      entry.cubin = compiled[0].kernel.cubin;
+      entry.kernel_name = compiled[0].kernel.lowered_name;
+      entry.report = compiled[0].kernel.report;
+    }
+    store.put(entry);
+    return entry;
+  }
+
+  const LoadedKernel& get(const ProjectionSpec& spec, std::int64_t tokens) {
+    const MemoryKey mk{spec, token_bucket(tokens)};
+    if (auto it = loaded.find(mk); it != loaded.end()) {
+      ++stats.memory_hits;
+      return it->second;
+    }
+    const CacheEntry entry = find_or_build(spec, mk.bucket);
+    LoadedKernel k;
+    k.module = cuda::Module(entry.cubin);
+    k.handle = KernelHandle{k.module.function(entry.kernel_name), entry.config,
+                            dynamic_smem_bytes(spec, entry.config)};
+    prepare_function(k.handle.function, k.handle.dynamic_smem);
+    return loaded.emplace(mk, std::move(k)).first->second;
+  }
+};
+
+Runtime::Runtime(RuntimeOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Runtime::~Runtime() = default;
+
+void Runtime::forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstream stream) {
+  validate_forward_args(spec, args);
+  if (impl_->options.validate) validate_routing(spec, args, stream);
+  const std::int64_t rows = args.tokens * spec.top_k;
+  if (rows == 0) return;
+  ForwardParams p{};
+  p.x = args.x;
+  p.w = args.w;
+  p.lora_a = args.lora_a;
+  p.lora_b = args.lora_b;
+  p.bias = args.bias;
+  p.expert_offsets = args.expert_offsets;
+  p.scattered_idxs = args.sorted_scattered_idxs;
+  p.y = args.y;
+  p.rows = rows;
+  p.scale = args.scale;
+  std::lock_guard lock(impl_->mutex);
+  const LoadedKernel& k = impl_->get(spec, args.tokens);
+  launch_forward(k.handle, spec, p, stream);
+  ++impl_->stats.launches;
+}
+
+TileConfig Runtime::prepare(const ProjectionSpec& spec, std::int64_t tokens) {
+  spec.validate();
+  if (tokens < 1) throw InvalidArgument("tokens", std::to_string(tokens), ">= 1");
+  std::lock_guard lock(impl_->mutex);
+  return impl_->get(spec, tokens).handle.config;
+}
+
+RuntimeStats Runtime::stats() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stats;
+}
+const cuda::DeviceInfo& Runtime::device() const { return impl_->device; }
+const std::filesystem::path& Runtime::cache_path() const { return impl_->cache_path; }
+
+}  // namespace moejit

@@ -1,0 +1,44 @@
+#include "runtime/warm.hpp"
+
+#include <chrono>
+
+#include "autotune/tuner.hpp"
+#include "compiler/error.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+#include "compiler/source.hpp"
+#include "templates/embedded.hpp"
+
+namespace moejit {
+
+WarmOutcome warm_offline(CacheStore& store, const ProjectionSpec& spec, std::int64_t tokens,
+                         const std::string& arch) {
+  spec.validate();
+  validate_arch(arch);
+  if (tokens < 1) throw InvalidArgument("tokens", std::to_string(tokens), ">= 1");
+  const auto start = std::chrono::steady_clock::now();
+  WarmOutcome out;
+  out.key = CacheKey{DeviceIdentity::offline(arch), nvrtc_version(),
+                     std::string(templates::bundle_hash()), kGeneratorVersion, spec,
+                     token_bucket(tokens)};
+  const LookupResult found = store.lookup(out.key);
+  if (found.status == LookupStatus::hit) {
+    out.already_cached = true;
+    out.config = found.entry->config;
+    out.tuned = found.entry->tuned;
+  } else {
+    const TileConfig config = default_config(spec);
+    const auto compiled = compile_candidates(spec, {config}, arch, 0, out.key.text(), 1);
+    CacheEntry entry;
+    entry.key = out.key;
+    entry.config = config;
+    entry.cubin = compiled[0].kernel.cubin;
+    entry.kernel_name = compiled[0].kernel.lowered_name;
+    entry.report = compiled[0].kernel.report;
+    store.put(entry);
+    out.config = config;
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+}  // namespace moejit
