@@ -1,0 +1,186 @@
+// Argument validation (errors name the argument and the value), enum spellings and config JSON.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "compiler/error.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+#include "compiler/problem.hpp"
+#include "compiler/source.hpp"
+#include "compiler/tile_config.hpp"
+
+namespace moejit {
+namespace {
+
+// Runs `action`, expects InvalidArgument, and returns its message.
+std::string invalid_argument_message(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const InvalidArgument& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no InvalidArgument thrown";
+  return {};
+}
+
+void expect_mentions(const std::string& message, const std::vector<std::string>& words) {
+  for (const auto& word : words) EXPECT_NE(message.find(word), std::string::npos) << message;
+}
+
+ProjectionSpec valid_spec() {
+  ProjectionSpec s;
+  s.experts = 8;
+  s.top_k = 2;
+  s.in_features = 256;
+  s.out_features = 512;
+  s.rank = 16;
+  return s;
+}
+
+TEST(ValidateArch, RejectsMalformedTargets) {
+  for (const std::string arch :
+       {"", "sm80", "sm_", "compute_90", "sm_9", "sm_90b", "SM_90", "90"}) {
+    const std::string message = invalid_argument_message([&] { validate_arch(arch); });
+    expect_mentions(message, {"arch", "'" + arch + "'"});
+  }
+}
+
+TEST(ValidateArch, AcceptsRealTargets) {
+  for (const std::string arch : {"sm_80", "sm_86", "sm_89", "sm_90", "sm_90a", "sm_100a"})
+    EXPECT_NO_THROW(validate_arch(arch)) << arch;
+}
+
+TEST(ValidateArch, CompileRejectsBadArchBeforeNvrtc) {
+  const KernelSource source = render_kernel_source(valid_spec(), TileConfig{});
+  const std::string message = invalid_argument_message([&] {
+    compile({source.source, source.name_expression, "sm_xx", "key"});
+  });
+  expect_mentions(message, {"arch", "sm_xx"});
+}
+
+struct SpecMutation {
+  std::string argument;
+  std::string value;
+  std::function<void(ProjectionSpec&)> apply;
+};
+
+class InvalidSpec : public ::testing::TestWithParam<SpecMutation> {};
+
+TEST_P(InvalidSpec, NamesArgumentAndValue) {
+  ProjectionSpec spec = valid_spec();
+  GetParam().apply(spec);
+  expect_mentions(invalid_argument_message([&] { spec.validate(); }),
+                  {GetParam().argument, GetParam().value});
+  // Rendering validates too, so no stub is ever produced for a bad spec.
+  expect_mentions(invalid_argument_message([&] { render_kernel_source(spec, TileConfig{}); }),
+                  {GetParam().argument, GetParam().value});
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, InvalidSpec,
+    ::testing::Values(
+        SpecMutation{"experts", "0", [](ProjectionSpec& s) { s.experts = 0; }},
+        SpecMutation{"top_k", "9", [](ProjectionSpec& s) { s.top_k = 9; }},
+        SpecMutation{"top_k", "0", [](ProjectionSpec& s) { s.top_k = 0; }},
+        SpecMutation{"in_features", "12", [](ProjectionSpec& s) { s.in_features = 12; }},
+        SpecMutation{"in_features", "0", [](ProjectionSpec& s) { s.in_features = 0; }},
+        SpecMutation{"out_features", "100", [](ProjectionSpec& s) { s.out_features = 100; }},
+        SpecMutation{"rank", "0", [](ProjectionSpec& s) { s.rank = 0; }},
+        SpecMutation{"rank", "257", [](ProjectionSpec& s) { s.rank = 257; }},
+        SpecMutation{"act", "fp32", [](ProjectionSpec& s) { s.act = DType::fp32; }},
+        SpecMutation{"weights", "fp16", [](ProjectionSpec& s) { s.weights = WeightFormat::fp16; }},
+        SpecMutation{"quant_blocksize", "48",
+                     [](ProjectionSpec& s) {
+                       s.weights = WeightFormat::nf4;
+                       s.quant_blocksize = 48;
+                     }}),
+    [](const ::testing::TestParamInfo<SpecMutation>& info) {
+      return info.param.argument + "_" + info.param.value;
+    });
+
+TEST(InvalidSpec, QuantizedWeightsAreNotRenderedYet) {
+  ProjectionSpec spec = valid_spec();
+  spec.weights = WeightFormat::int8_rowwise;
+  EXPECT_NO_THROW(spec.validate());
+  expect_mentions(invalid_argument_message([&] { render_kernel_source(spec, TileConfig{}); }),
+                  {"weights", "int8_rowwise"});
+}
+
+struct ConfigMutation {
+  std::string label;
+  std::string expected_word;  // the field the message must name
+  TileConfig config;
+};
+
+class InvalidConfig : public ::testing::TestWithParam<ConfigMutation> {};
+
+TEST_P(InvalidConfig, NamesTheConfigAndTheRule) {
+  const TileConfig& config = GetParam().config;
+  const std::string message = invalid_argument_message([&] { config.validate(); });
+  expect_mentions(message, {"tile config", config.name(), GetParam().expected_word});
+  EXPECT_THROW(render_kernel_source(valid_spec(), config), InvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, InvalidConfig,
+    ::testing::Values(ConfigMutation{"block_m", "block_m", {96, 128, 32, 4, 2, 3}},
+                      ConfigMutation{"block_n", "block_n", {128, 40, 32, 2, 2, 3}},
+                      ConfigMutation{"block_k", "block_k", {128, 128, 16, 2, 2, 3}},
+                      ConfigMutation{"zero_warps", "warps", {128, 128, 32, 0, 2, 3}},
+                      ConfigMutation{"too_many_warps", "warps", {256, 256, 32, 4, 4, 3}},
+                      ConfigMutation{"one_stage", "stages", {128, 128, 32, 2, 2, 1}},
+                      ConfigMutation{"seven_stages", "stages", {128, 128, 32, 2, 2, 7}}),
+    [](const ::testing::TestParamInfo<ConfigMutation>& info) { return info.param.label; });
+
+template <class Enum>
+void expect_round_trip(std::initializer_list<Enum> values,
+                       Enum (*parse)(std::string_view, std::string_view)) {
+  for (Enum v : values) EXPECT_EQ(parse(to_string(v), "arg"), v) << to_string(v);
+  const std::string message =
+      invalid_argument_message([&] { parse("not-a-spelling", "--the-flag"); });
+  expect_mentions(message,
+                  {"--the-flag", "not-a-spelling", std::string(to_string(*values.begin()))});
+}
+
+TEST(Enums, ToStringAndParseRoundTrip) {
+  expect_round_trip({DType::bf16, DType::fp16, DType::fp32}, &parse_dtype);
+  expect_round_trip({IndexType::int32, IndexType::int64}, &parse_index_type);
+  expect_round_trip(
+      {WeightFormat::bf16, WeightFormat::fp16, WeightFormat::nf4, WeightFormat::int8_rowwise},
+      &parse_weight_format);
+  expect_round_trip({WeightLayout::out_in, WeightLayout::in_out}, &parse_weight_layout);
+  expect_round_trip({BStorage::peft, BStorage::expert_major, BStorage::stacked}, &parse_b_storage);
+  expect_round_trip({OpKind::forward}, &parse_op);
+}
+
+TEST(Enums, SpellingsAreDistinct) {
+  EXPECT_NE(to_string(DType::bf16), to_string(DType::fp16));
+  EXPECT_NE(to_string(WeightLayout::out_in), to_string(WeightLayout::in_out));
+  EXPECT_NE(to_string(BStorage::peft), to_string(BStorage::stacked));
+}
+
+TEST(TileConfigJson, RoundTripsEveryField) {
+  const TileConfig config{64, 256, 64, 1, 4, 5};
+  const nlohmann::json j = config;
+  for (const char* field : {"block_m", "block_n", "block_k", "warps_m", "warps_n", "stages"})
+    EXPECT_TRUE(j.contains(field)) << field;
+  EXPECT_EQ(j.get<TileConfig>(), config);
+  EXPECT_EQ(nlohmann::json::parse(j.dump()).get<TileConfig>(), config);
+}
+
+TEST(TileConfigJson, MissingFieldThrows) {
+  nlohmann::json j = TileConfig{};
+  j.erase("stages");
+  EXPECT_THROW(j.get<TileConfig>(), nlohmann::json::exception);
+}
+
+TEST(TileConfigName, IsStableAndDistinguishesConfigs) {
+  EXPECT_EQ(TileConfig{}.name(), "m128n128k32_w2x2_s3");
+  EXPECT_NE((TileConfig{64, 128, 32, 2, 2, 3}.name()), TileConfig{}.name());
+}
+
+}  // namespace
+}  // namespace moejit
