@@ -1,0 +1,70 @@
+// The candidate space: every config it offers must be instantiable for the spec it was made for.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "autotune/tuner.hpp"
+#include "compiler/source.hpp"
+#include "runtime/presets.hpp"
+
+namespace moejit {
+namespace {
+
+// Both projections of every preset at the ranks training runs use, plus a layout/dtype mix.
+std::vector<ProjectionSpec> specs_under_test() {
+  std::vector<ProjectionSpec> specs;
+  for (const ModelPreset& preset : model_presets())
+    for (Projection proj : {Projection::gate_up, Projection::down})
+      for (int rank : {8, 16, 64, 256})
+        specs.push_back(projection_spec(preset, proj, rank, DType::bf16, DType::fp32));
+  ProjectionSpec fp16 =
+      projection_spec(model_presets().front(), Projection::down, 32, DType::fp16, DType::fp16);
+  fp16.index = IndexType::int64;
+  specs.push_back(fp16);
+  return specs;
+}
+
+TEST(CandidateConfigs, EveryCandidateValidatesAndRenders) {
+  for (const ProjectionSpec& spec : specs_under_test()) {
+    const std::vector<TileConfig> configs = candidate_configs(spec);
+    ASSERT_FALSE(configs.empty()) << spec.describe();
+    for (const TileConfig& config : configs) {
+      EXPECT_NO_THROW(config.validate()) << config.name() << " for " << spec.describe();
+      const KernelSource source = render_kernel_source(spec, config);
+      EXPECT_NE(source.source.find("kBlockM = " + std::to_string(config.block_m) + ";"),
+                std::string::npos)
+          << config.name();
+      EXPECT_EQ(source.threads, config.threads()) << config.name();
+      EXPECT_EQ(source.dynamic_smem, dynamic_smem_bytes(spec, config)) << config.name();
+    }
+  }
+}
+
+TEST(CandidateConfigs, HasNoDuplicates) {
+  for (const ProjectionSpec& spec : specs_under_test()) {
+    std::set<std::string> names;
+    for (const TileConfig& config : candidate_configs(spec))
+      EXPECT_TRUE(names.insert(config.name()).second) << config.name() << " twice";
+  }
+}
+
+TEST(CandidateConfigs, OfferAChoiceAtCommonRanks) {
+  // Tuning is pointless with a single candidate; at r = 16 the space must hold several.
+  for (const ModelPreset& preset : model_presets()) {
+    const ProjectionSpec spec = projection_spec(preset, Projection::gate_up, 16);
+    EXPECT_GT(candidate_configs(spec).size(), 4u) << preset.name;
+  }
+}
+
+TEST(DefaultConfig, ValidatesAndRendersForEverySpec) {
+  for (const ProjectionSpec& spec : specs_under_test()) {
+    const TileConfig config = default_config(spec);
+    EXPECT_NO_THROW(config.validate()) << config.name() << " for " << spec.describe();
+    EXPECT_NO_THROW(render_kernel_source(spec, config)) << spec.describe();
+  }
+}
+
+}  // namespace
+}  // namespace moejit

@@ -1,0 +1,54 @@
+// The untuned default must compile cleanly for every preset on every target moejit supports,
+// because it is what an offline warm stores and what a GPU without tuning runs.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <tuple>
+
+#include "autotune/tuner.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+#include "compiler/source.hpp"
+#include "runtime/presets.hpp"
+
+namespace moejit {
+namespace {
+
+// The smallest shared-memory opt-in among the supported targets (sm_86 / sm_89: 99 KB).
+constexpr int kSmallestSmemOptin = 99 * 1024;
+
+using DefaultCase = std::tuple<std::string, int, Projection>;  // arch, preset index, projection
+
+class DefaultConfigCompiles : public ::testing::TestWithParam<DefaultCase> {};
+
+TEST_P(DefaultConfigCompiles, WithoutSpillsAndWithinSharedMemory) {
+  const auto& [arch, preset_index, projection] = GetParam();
+  const ModelPreset& preset = model_presets()[preset_index];
+  const ProjectionSpec spec = projection_spec(preset, projection, 16);
+  const TileConfig config = default_config(spec);
+  const KernelSource source = render_kernel_source(spec, config);
+  const CompiledKernel kernel =
+      compile({source.source, source.name_expression, arch, spec.describe()});
+
+  ASSERT_TRUE(kernel.report.found) << kernel.log;
+  EXPECT_FALSE(kernel.report.spills()) << config.name() << "\n" << kernel.log;
+  EXPECT_EQ(kernel.report.stack_frame, 0) << config.name() << "\n" << kernel.log;
+  EXPECT_LE(source.dynamic_smem + kernel.report.static_smem, kSmallestSmemOptin) << config.name();
+}
+
+std::string case_name(const ::testing::TestParamInfo<DefaultCase>& info) {
+  std::string preset(model_presets()[std::get<1>(info.param)].name);
+  for (char& c : preset)
+    if (c == '-') c = '_';
+  return std::get<0>(info.param) + "_" + preset + "_" +
+         std::string(to_string(std::get<2>(info.param)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Presets, DefaultConfigCompiles,
+    ::testing::Combine(::testing::Values("sm_80", "sm_90a"),
+                       ::testing::Range(0, static_cast<int>(model_presets().size())),
+                       ::testing::Values(Projection::gate_up, Projection::down)),
+    case_name);
+
+}  // namespace
+}  // namespace moejit
