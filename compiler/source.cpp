@@ -47,6 +47,13 @@ const char* device_type(DType t) {
 
 int padded_rank(int rank) { return (rank + 15) / 16 * 16; }
 
+// Bytes of a shared-memory tile row of `bytes` bytes, padded as templates/moejit/tile.cuh pads it.
+int padded_row_bytes(int bytes) {
+  const int chunks = bytes / 16;
+  const int stride = chunks >= 8 ? (chunks + 7) / 8 * 8 : chunks <= 2 ? 2 : chunks <= 4 ? 4 : 8;
+  return stride * 16;
+}
+
 }  // namespace
 
 int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
@@ -54,7 +61,7 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
   const int act = static_cast<int>(size_of(spec.act));
   const int lora = static_cast<int>(size_of(spec.lora));
   const int stage = c.block_m * c.block_k * act + c.block_k * c.block_n * act + rp * c.block_k * lora;
-  return c.stages * stage + c.block_n * rp * act + c.block_m * rp * act + c.block_m * 16;
+  return c.stages * stage + (c.block_n + c.block_m) * padded_row_bytes(rp * act) + c.block_m * 16;
 }
 
 std::int64_t grid_size(const ProjectionSpec& spec, const TileConfig& c, std::int64_t rows) {

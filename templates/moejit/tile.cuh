@@ -5,20 +5,27 @@
 
 namespace moejit {
 
+// Row stride, in 16-byte chunks, of a tile whose rows hold `chunks` chunks: a power of two below 8
+// and a multiple of 8 from there, so that the swizzle below never leaves the row.
+constexpr int padded_chunks(int chunks) {
+  return chunks >= 8 ? (chunks + 7) / 8 * 8 : chunks <= 1 ? 1 : chunks <= 2 ? 2 : chunks <= 4 ? 4 : 8;
+}
+
 // A shared-memory tile of ROWS x (CHUNKS * 16 bytes), addressed in 16-byte chunks with an XOR
 // swizzle so that the 8 rows an ldmatrix reads at one chunk column hit 8 different bank groups.
 template <int ROWS, int CHUNKS>
 struct SwizzledTile {
+  static constexpr int kStride = padded_chunks(CHUNKS);
   static_assert(CHUNKS >= 1, "a tile row holds at least one 16-byte chunk");
-  static_assert(CHUNKS >= 8 || (8 % CHUNKS == 0 && ROWS % (8 / CHUNKS) == 0),
+  static_assert(kStride >= 8 || ROWS % (8 / kStride) == 0,
                 "narrow tiles must pack whole rows into 128-byte lines");
-  static constexpr int kBytes = ROWS * CHUNKS * 16;
+  static constexpr int kBytes = ROWS * kStride * 16;
 
   __device__ __forceinline__ static int chunk_offset(int row, int chunk) {
-    if constexpr (CHUNKS >= 8) {
-      return row * CHUNKS + ((chunk & ~7) | ((chunk ^ row) & 7));
+    if constexpr (kStride >= 8) {
+      return row * kStride + ((chunk & ~7) | ((chunk ^ row) & 7));
     } else {
-      const int linear = row * CHUNKS + chunk;
+      const int linear = row * kStride + chunk;
       const int line = linear >> 3;
       return (line << 3) | ((linear ^ line) & 7);
     }
