@@ -1,5 +1,6 @@
 #include "tests/support/compare.hpp"
 
+#include <fmt/format.h>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -28,6 +29,18 @@ std::int64_t first_non_finite(const HostTensor& output) {
 
 double forward_tolerance(DType act) {
   return act == DType::fp16 ? 1e-3 : 5e-3;
+}
+
+std::string forward_mismatch(const std::vector<double>& reference, const HostTensor& output,
+                             std::int64_t cols, DType act) {
+  if (const std::int64_t bad = first_non_finite(output); bad >= 0)
+    return fmt::format("output element {} (row {}, col {}) is {} (unwritten or overflowed)", bad,
+                       bad / cols, bad % cols, output.at(static_cast<std::size_t>(bad)));
+  const double error = relative_frobenius_error(reference, output);
+  if (error > forward_tolerance(act))
+    return fmt::format("relative Frobenius error {:.3e} > {:.0e} ({} act)", error,
+                       forward_tolerance(act), to_string(act));
+  return {};
 }
 
 }  // namespace moejit::test

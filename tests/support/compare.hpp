@@ -1,6 +1,7 @@
 #pragma once
 // Accuracy measures of SPEC.md "Accuracy".
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "compiler/problem.hpp"
@@ -17,5 +18,11 @@ std::int64_t first_non_finite(const HostTensor& output);
 
 // The bound on relative_frobenius_error for outputs in `act` dtype.
 double forward_tolerance(DType act);
+
+// Why `output` ([rows, cols]) fails SPEC.md's accuracy contract against `reference` (a non-finite
+// element, with its row and column, or the error above the tolerance for `act`); empty when it
+// passes.
+std::string forward_mismatch(const std::vector<double>& reference, const HostTensor& output,
+                             std::int64_t cols, DType act);
 
 }  // namespace moejit::test

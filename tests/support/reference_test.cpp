@@ -106,6 +106,21 @@ TEST(Compare, FindsTheFirstNonFiniteElement) {
   EXPECT_EQ(first_non_finite(tensor(DType::fp16, {1, 70000})), 1);  // overflows to inf in fp16
 }
 
+TEST(Compare, ForwardMismatchExplainsTheFailure) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<double> ref{1, 2, 3, 4};
+  EXPECT_EQ(forward_mismatch(ref, tensor(DType::bf16, {1, 2, 3, 4}), 2, DType::bf16), "");
+  const std::string unwritten =
+      forward_mismatch(ref, tensor(DType::bf16, {1, 2, 3, nan}), 2, DType::bf16);
+  EXPECT_NE(unwritten.find("row 1, col 1"), std::string::npos) << unwritten;
+  // Relative error 0.01 / sqrt(30) = 1.8e-3: within bf16's bound, beyond fp16's.
+  const HostTensor off = tensor(DType::fp32, {1, 2, 3, 4.01f});
+  EXPECT_EQ(forward_mismatch(ref, off, 2, DType::bf16), "");
+  EXPECT_NE(forward_mismatch(ref, off, 2, DType::fp16).find("relative Frobenius error"),
+            std::string::npos);
+  EXPECT_NE(forward_mismatch(ref, tensor(DType::fp32, {1, 2, 3, 4.5f}), 2, DType::bf16), "");
+}
+
 TEST(Inputs, AreSeededScaledAndNeverZero) {
   ProjectionSpec spec;
   spec.experts = 3;

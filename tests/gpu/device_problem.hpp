@@ -1,0 +1,49 @@
+#pragma once
+// The inputs of one forward call uploaded to the device, with a poisoned output buffer, in the two
+// forms the code under test takes: a ForwardParams block (launch_forward) and ForwardArgs
+// (Runtime::forward). Needs a current CUDA context for its whole life.
+#include <cstdint>
+#include <string>
+
+#include "autotune/cuda_driver.hpp"
+#include "compiler/problem.hpp"
+#include "runtime/runtime.hpp"
+#include "templates/moejit/params.h"
+#include "tests/support/reference.hpp"
+
+namespace moejit::test {
+
+// Empty when a GPU is usable; otherwise the driver's reason, for GTEST_SKIP.
+std::string no_gpu_reason();
+
+// Skips the calling test, with the reason, on a machine without a usable GPU.
+#define MOEJIT_SKIP_WITHOUT_GPU()                                              \
+  do {                                                                         \
+    if (const std::string why = ::moejit::test::no_gpu_reason(); !why.empty()) \
+      GTEST_SKIP() << "needs a GPU: " << why;                                  \
+  } while (0)
+
+// Waits for all work of the current context, including the legacy-stream copies and memsets of
+// DeviceBuffer, which a non-blocking Stream does not wait for by itself.
+void synchronize_context();
+
+class DeviceProblem {
+ public:
+  DeviceProblem(const ProjectionSpec& spec, const ForwardInputs& inputs);
+
+  ForwardParams params() const;
+  ForwardArgs args() const;
+  // Fills the output with 0xFF bytes (NaN in bf16 and fp16) and waits for it.
+  void poison_output();
+  // The [T*k, N] output after the caller synchronized its stream.
+  HostTensor download_output() const;
+  std::int64_t rows() const { return rows_; }
+
+ private:
+  ProjectionSpec spec_;
+  std::int64_t tokens_ = 0, rows_ = 0;
+  float scale_ = 1.0f;
+  cuda::DeviceBuffer x_, w_, a_, b_, bias_, expert_idxs_, scattered_, offsets_, y_;
+};
+
+}  // namespace moejit::test

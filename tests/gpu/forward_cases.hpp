@@ -1,0 +1,22 @@
+#pragma once
+// The forward sweep's cases: a fixed-seed random sample over every axis of SPEC.md (shapes that
+// are multiples of 8 but of no tile, ranks, experts, top-k, tokens, layouts, B storages, dtypes,
+// groupings, bias, index widths, routings and tile configs), and targeted edge cases.
+#include <cstdint>
+#include <vector>
+
+#include "tests/support/forward_case.hpp"
+
+namespace moejit::test {
+
+// Shared memory every generated case fits in: the opt-in limit of an A100 (163 KB), which H100 and
+// H200 exceed, so the sample does not depend on the device it runs on.
+inline constexpr int kSweepSmemBudget = 163 * 1024;
+
+// `count` cases drawn with a generator seeded by `seed`; each case gets its own input seed.
+std::vector<ForwardCase> sampled_cases(std::uint64_t seed, int count);
+
+// Experts with zero rows, all rows on one expert, a single token, the extreme shapes and ranks.
+std::vector<ForwardCase> targeted_cases();
+
+}  // namespace moejit::test
