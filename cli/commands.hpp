@@ -1,0 +1,20 @@
+#pragma once
+// The subcommands of `moejit`. Each add_* registers its options on a new subcommand of `app` and
+// returns the action that runs it once parsing has succeeded. Actions return the exit code and
+// throw moejit::Error for failures (printed once by main) or CLI::ParseError for usage errors.
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace moejit::cli {
+
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+Command add_doctor(CLI::App& app);
+Command add_warm(CLI::App& app);
+Command add_list(CLI::App& app);
+Command add_show(CLI::App& app);
+
+}  // namespace moejit::cli

@@ -1,0 +1,99 @@
+#include "cli/warm_request.hpp"
+
+#include <functional>
+
+#include "compiler/error.hpp"
+#include "compiler/nvrtc_compiler.hpp"
+
+namespace moejit::cli {
+namespace {
+
+// A CLI11 validator from a moejit check, so a bad spelling is a usage error with the library's
+// own message (which lists the accepted values).
+CLI::Validator accepted_by(std::function<void(const std::string&)> check) {
+  return CLI::Validator(
+      [check = std::move(check)](std::string& value) -> std::string {
+        try {
+          check(value);
+          return {};
+        } catch (const InvalidArgument& e) {
+          return e.what();
+        }
+      },
+      "");
+}
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const ModelPreset& preset : model_presets()) names.emplace_back(preset.name);
+  return names;
+}
+
+void add_shape_flags(CLI::App& command, WarmFlags& f, CLI::Option* model) {
+  auto* experts = command.add_option("--experts", f.experts, "number of experts E");
+  auto* top_k = command.add_option("--top-k", f.top_k, "experts per token k");
+  auto* hidden = command.add_option("--hidden", f.hidden, "hidden size H");
+  auto* inter = command.add_option("--intermediate", f.intermediate, "expert intermediate size I");
+  const std::vector<CLI::Option*> shape = {experts, top_k, hidden, inter};
+  for (CLI::Option* option : shape) {
+    option->excludes(model)->check(CLI::PositiveNumber);
+    for (CLI::Option* other : shape)
+      if (other != option) option->needs(other);
+  }
+  command
+      .add_option("--layout", f.layout, "base weight layout of the explicit shape: out_in|in_out")
+      ->capture_default_str()
+      ->excludes(model)
+      ->check(accepted_by([](const std::string& v) { parse_weight_layout(v, "--layout"); }));
+  command.add_flag("--bias", f.bias, "the explicit shape has expert biases")->excludes(model);
+}
+
+}  // namespace
+
+void add_warm_flags(CLI::App& command, WarmFlags& f) {
+  auto* model =
+      command.add_option("--model", f.model, "model preset")->check(CLI::IsMember(preset_names()));
+  add_shape_flags(command, f, model);
+  command.add_option("--tokens", f.tokens, "tokens per step T (bucketed to a power of two)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  command.add_option("--rank", f.rank, "LoRA rank r (1 to 256)")->capture_default_str();
+  command.add_option("--weights", f.weights, "base weight format: bf16|fp16 (sets the act dtype)")
+      ->capture_default_str()
+      ->check(accepted_by([](const std::string& v) { parse_weight_format(v, "--weights"); }));
+  command.add_option("--lora-dtype", f.lora, "LoRA factor dtype: bf16|fp16|fp32")
+      ->capture_default_str()
+      ->check(accepted_by([](const std::string& v) { parse_dtype(v, "--lora-dtype"); }));
+  command
+      .add_option("--arch", f.arch,
+                  std::string("NVRTC target without a GPU (default ") + kDefaultOfflineArch +
+                      "); with a GPU its own target is used")
+      ->check(accepted_by([](const std::string& v) { validate_arch(v); }));
+  command.add_flag("--no-tune", f.no_tune, "store the default config instead of autotuning");
+}
+
+std::vector<WarmTarget> warm_targets(const WarmFlags& f) {
+  ModelPreset layer{"custom", f.experts,      f.top_k,
+                    f.hidden, f.intermediate, parse_weight_layout(f.layout, "--layout"),
+                    f.bias};
+  if (!f.model.empty())
+    layer = *find_preset(f.model);  // --model was checked against the preset names
+  else if (f.experts == 0)
+    throw CLI::RequiredError("--model or --experts, --top-k, --hidden and --intermediate");
+
+  const WeightFormat weights = parse_weight_format(f.weights, "--weights");
+  if (weights != WeightFormat::bf16 && weights != WeightFormat::fp16)
+    throw InvalidArgument("--weights", "'" + f.weights + "'",
+                          "bf16 or fp16 (nf4 and int8_rowwise kernels are not generated yet)");
+  const DType act = weights == WeightFormat::fp16 ? DType::fp16 : DType::bf16;
+  const DType lora = parse_dtype(f.lora, "--lora-dtype");
+
+  std::vector<WarmTarget> targets;
+  for (Projection projection : {Projection::gate_up, Projection::down}) {
+    targets.push_back({projection, projection_spec(layer, projection, f.rank, act, lora)});
+    targets.back().spec.validate();
+  }
+  return targets;
+}
+
+}  // namespace moejit::cli
