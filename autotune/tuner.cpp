@@ -33,7 +33,12 @@ int accumulator_registers(const ProjectionSpec& spec, const TileConfig& c) {
 
 }  // namespace
 
-std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec) {
+bool wgmma_supported(const ProjectionSpec& spec, const std::string& arch) {
+  return arch == "sm_90a" && spec.layout == WeightLayout::out_in && spec.lora == spec.act &&
+         spec.rank <= 128;
+}
+
+std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std::string& arch) {
   struct Shape {
     int bm, bn, wm, wn;
   };
@@ -47,10 +52,15 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec) {
         const TileConfig c{s.bm, s.bn, bk, s.wm, s.wn, stages};
         if (accumulator_registers(spec, c) <= 160) out.push_back(c);
       }
+  if (wgmma_supported(spec, arch))
+    for (int bm : {64, 128})
+      for (int bn : {128, 256})
+        for (int stages : {3, 4, 5}) out.push_back(TileConfig{bm, bn, 64, bm / 16, 1, stages, true});
   return out;
 }
 
-TileConfig default_config(const ProjectionSpec& spec) {
+TileConfig default_config(const ProjectionSpec& spec, const std::string& arch) {
+  if (wgmma_supported(spec, arch)) return TileConfig{128, 128, 64, 8, 1, 4, true};
   // 128x128 tiles with a 4-stage pipeline suit every Ampere/Ada/Hopper part (69 KB of shared
   // memory at r <= 16); large ranks move to 8 warps so the x*A^T tile is split four ways.
   TileConfig c{128, 128, 32, 2, 2, 4};
@@ -102,7 +112,7 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
                 const std::string& key) {
   TuneResult result;
   auto start = Clock::now();
-  result.candidates = compile_candidates(spec, candidate_configs(spec), device.arch(),
+  result.candidates = compile_candidates(spec, candidate_configs(spec, device.arch()), device.arch(),
                                          device.smem_optin_bytes, key);
   result.compile_seconds = seconds_since(start);
   result.compiled = static_cast<int>(result.candidates.size());

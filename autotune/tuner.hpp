@@ -13,10 +13,14 @@
 
 namespace moejit {
 
-// The candidate space for `spec` (every config here instantiates; some may still be pruned).
-std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec);
-// The config used without tuning: a heuristic choice that fits every supported GPU.
-TileConfig default_config(const ProjectionSpec& spec);
+// The candidate space for `spec` on `arch` (every config here instantiates; some may still be
+// pruned). sm_90a adds the wgmma kernel's configs where the spec allows it.
+std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec,
+                                          const std::string& arch = "sm_80");
+// The config used without tuning on `arch`: a heuristic choice.
+TileConfig default_config(const ProjectionSpec& spec, const std::string& arch = "sm_80");
+// True when the sm90 wgmma kernel can serve `spec` on `arch`.
+bool wgmma_supported(const ProjectionSpec& spec, const std::string& arch);
 
 struct CompiledCandidate {
   TileConfig config;

@@ -9,7 +9,7 @@ namespace moejit {
 namespace {
 
 constexpr const char* kForwardStub = R"(// moejit generated kernel: {description}
-#include "moejit/forward.cuh"
+#include "{header}"
 namespace moejit_cfg {{
 struct Config {{
   using Act = {act};
@@ -58,10 +58,14 @@ int padded_row_bytes(int bytes) {
 
 int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
   const int rp = padded_rank(spec.rank);
+  // Epilogue tiles (B_e and x*A^T in the 16-bit act dtype) and the source/destination row lists.
+  const int epilogue = (c.block_n + c.block_m) * padded_row_bytes(rp * 2) + c.block_m * 16;
+  if (c.wgmma)  // 128-byte rows everywhere, plus slack to align the tiles to 1024 bytes
+    return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 + epilogue;
   const int act = static_cast<int>(size_of(spec.act));
   const int lora = static_cast<int>(size_of(spec.lora));
   const int stage = c.block_m * c.block_k * act + c.block_k * c.block_n * act + rp * c.block_k * lora;
-  return c.stages * stage + (c.block_n + c.block_m) * padded_row_bytes(rp * act) + c.block_m * 16;
+  return c.stages * stage + epilogue;
 }
 
 std::int64_t grid_size(const ProjectionSpec& spec, const TileConfig& c, std::int64_t rows) {
@@ -77,12 +81,17 @@ KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& 
   if (spec.weights != WeightFormat::bf16 && spec.weights != WeightFormat::fp16)
     throw InvalidArgument("weights", std::string(to_string(spec.weights)),
                           "bf16 or fp16 (quantized formats are not generated yet)");
+  if (c.wgmma && (spec.layout != WeightLayout::out_in || spec.lora != spec.act))
+    throw InvalidArgument("tile config", c.name(),
+                          "a non-wgmma config: the sm90 kernel needs out_in weights and lora dtype "
+                          "== act dtype");
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
   using fmt::arg;
   out.source = fmt::format(
       kForwardStub, arg("description", spec.describe() + " config=" + c.name()),
+      arg("header", c.wgmma ? "moejit/forward_sm90.cuh" : "moejit/forward.cuh"),
       arg("act", device_type(spec.act)), arg("lora", device_type(spec.lora)),
       arg("index", spec.index == IndexType::int64 ? "long long" : "int"),
       arg("experts", spec.experts), arg("top_k", spec.top_k), arg("k", spec.in_features),
@@ -93,7 +102,8 @@ KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& 
       arg("block_m", c.block_m), arg("block_n", c.block_n), arg("block_k", c.block_k),
       arg("warps_m", c.warps_m), arg("warps_n", c.warps_n), arg("stages", c.stages),
       arg("smem_bytes", out.dynamic_smem));
-  out.name_expression = "moejit::moe_lora_forward<moejit_cfg::Config>";
+  out.name_expression = c.wgmma ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
+                                : "moejit::moe_lora_forward<moejit_cfg::Config>";
   return out;
 }
 

@@ -8,11 +8,20 @@
 namespace moejit {
 
 std::string TileConfig::name() const {
-  return fmt::format("m{}n{}k{}_w{}x{}_s{}", block_m, block_n, block_k, warps_m, warps_n, stages);
+  return fmt::format("m{}n{}k{}_w{}x{}_s{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
+                     wgmma ? "_wg" : "");
 }
 
 void TileConfig::validate() const {
   auto fail = [&](const char* what) { throw InvalidArgument("tile config", name(), what); };
+  if (wgmma) {
+    if (block_m != 64 && block_m != 128) fail("wgmma: block_m of 64 or 128 (one or two warpgroups)");
+    if (block_n != 64 && block_n != 128 && block_n != 256) fail("wgmma: block_n of 64, 128 or 256");
+    if (block_k != 64) fail("wgmma: block_k of 64");
+    if (warps_m != block_m / 16 || warps_n != 1) fail("wgmma: warps_m = block_m / 16, warps_n = 1");
+    if (stages < 3 || stages > 6) fail("wgmma: 3 to 6 stages");
+    return;
+  }
   if (warps_m < 1 || warps_n < 1 || warps_m * warps_n > 8) fail("1 to 8 warps");
   if (block_m % (16 * warps_m) != 0) fail("block_m a multiple of 16 * warps_m");
   if (block_n % (16 * warps_n) != 0) fail("block_n a multiple of 16 * warps_n");
@@ -22,7 +31,7 @@ void TileConfig::validate() const {
 
 void to_json(nlohmann::json& j, const TileConfig& c) {
   j = nlohmann::json{{"block_m", c.block_m}, {"block_n", c.block_n}, {"block_k", c.block_k},
-                     {"warps_m", c.warps_m}, {"warps_n", c.warps_n}, {"stages", c.stages}};
+                     {"warps_m", c.warps_m}, {"warps_n", c.warps_n}, {"stages", c.stages}, {"wgmma", c.wgmma}};
 }
 
 void from_json(const nlohmann::json& j, TileConfig& c) {
@@ -32,6 +41,7 @@ void from_json(const nlohmann::json& j, TileConfig& c) {
   j.at("warps_m").get_to(c.warps_m);
   j.at("warps_n").get_to(c.warps_n);
   j.at("stages").get_to(c.stages);
+  c.wgmma = j.value("wgmma", false);
 }
 
 }  // namespace moejit

@@ -12,9 +12,12 @@ struct TileConfig {
   int warps_m = 2;
   int warps_n = 2;
   int stages = 3;  // cp.async pipeline depth
+  // sm_90a kernel: one or two warpgroups of 64 rows on wgmma (warps_m = block_m / 16,
+  // warps_n = 1, block_k = 64); otherwise the mma.sync kernel that runs on sm_80 and newer.
+  bool wgmma = false;
 
   int threads() const { return 32 * warps_m * warps_n; }
-  // "m128n128k32_w2x2_s3": stable, human-readable, used in listings and cache values.
+  // "m128n128k32_w2x2_s3" ("..._wg" for wgmma): stable, human-readable, used in listings and cache values.
   std::string name() const;
   // Throws InvalidArgument when the config cannot be instantiated (e.g. warp tile not a multiple
   // of the mma shape).

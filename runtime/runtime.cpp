@@ -104,7 +104,7 @@ struct Runtime::Impl {
         ++stats.cache_hits;
         return *offline.entry;
       }
-      const TileConfig config = default_config(spec);
+      const TileConfig config = default_config(spec, identity.arch);
       const auto compiled = compile_candidates(spec, {config}, identity.arch,
                                                device.smem_optin_bytes, key.text(), 1);
       ++stats.compiles;

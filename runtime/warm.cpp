@@ -26,7 +26,7 @@ WarmOutcome warm_offline(CacheStore& store, const ProjectionSpec& spec, std::int
     out.config = found.entry->config;
     out.tuned = found.entry->tuned;
   } else {
-    const TileConfig config = default_config(spec);
+    const TileConfig config = default_config(spec, arch);
     const auto compiled = compile_candidates(spec, {config}, arch, 0, out.key.text(), 1);
     CacheEntry entry;
     entry.key = out.key;

@@ -30,6 +30,14 @@ __device__ __forceinline__ long long lora_b_index(int e, int o, int j) {
   }
 }
 
+// The output tile one CTA computes: one expert's row range and a column offset.
+struct OutputTile {
+  int expert;  // -1 when the CTA has no tile (the grid is an upper bound)
+  int n0;
+  long long row_begin;
+  int rows;  // valid rows in this tile, 1..BLOCK_M
+};
+
 template <class Cfg>
 struct ForwardKernel {
   using Act = typename Cfg::Act;
@@ -73,12 +81,7 @@ struct ForwardKernel {
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
 
-  struct Tile {
-    int expert;
-    int n0;
-    long long row_begin;
-    int rows;  // valid rows in this tile, 1..BM
-  };
+  using Tile = OutputTile;
 
   __device__ static void load_stage(const ForwardParams& p, const Tile& t, char* stage, int kb,
                                     const long long* src_rows) {

@@ -1,0 +1,240 @@
+#pragma once
+// Hopper (sm_90a) MoE-LoRA forward: the same contract and tiling idea as forward.cuh, with the K
+// loop on wgmma. Each warpgroup owns 64 rows of the BLOCK_M x BLOCK_N tile; gathered x rows, the
+// weight tile and the LoRA A tile arrive by cp.async into 128-byte-swizzled shared memory (the
+// layout wgmma reads), STAGES deep, with one wgmma batch kept in flight while the next stage
+// loads. x * A^T rides along as extra m64n16 products on the same x tile. The epilogue (x*A^T
+// rounded, times B^T, bias, scatter) runs per warp on mma.sync: a warp's slice of a wgmma
+// accumulator has the same fragment layout as an m16n8 mma.sync accumulator.
+// Requirements: weights out_in (K-major), lora dtype == act dtype, block_k == 64.
+#include "moejit/forward.cuh"
+#include "moejit/wgmma.cuh"
+
+namespace moejit {
+
+template <class Cfg>
+struct ForwardSm90Kernel {
+  using Act = typename Cfg::Act;
+  using Index = typename Cfg::Index;
+  static constexpr int E = Cfg::kExperts, TOPK = Cfg::kTopK, K = Cfg::kK, N = Cfg::kN;
+  static constexpr int R = Cfg::kRank;
+  static constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = 64, STAGES = Cfg::kStages;
+  static constexpr bool kBf16 = DTypeTraits<Act>::kIsBf16;
+  static constexpr int kWarps = BM / 16;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int RP = (R + 15) / 16 * 16;
+  static constexpr int KB = (K + BK - 1) / BK;
+  static constexpr int N_TILES = (N + BN - 1) / BN;
+  static constexpr int kPrefetch = STAGES - 2;  // one stage is read by the wgmma in flight
+
+  static_assert(Cfg::kBlockK == 64, "the sm90 kernel reads 128-byte (64-element) k slices");
+  static_assert(!Cfg::kWeightInOut, "the sm90 kernel needs K-major (out_in) weights");
+  static_assert(IsSame<typename Cfg::Lora, Act>::value, "the sm90 kernel needs lora dtype == act");
+  static_assert(BM == 64 || BM == 128, "block_m is one or two warpgroups of 64 rows");
+  static_assert(BN == 64 || BN == 128 || BN == 256, "block_n must be 64, 128 or 256");
+  static_assert(STAGES >= 3, "one stage in flight plus at least one prefetched");
+  static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
+
+  using XTile = SwizzledTile<BM, 8>;
+  using WTile = SwizzledTile<BN, 8>;
+  using ATile = SwizzledTile<RP, 8>;
+  using BTile = SwizzledTile<BN, RP * 2 / 16>;
+  using XaTile = SwizzledTile<BM, RP * 2 / 16>;
+
+  static constexpr int kStageBytes = XTile::kBytes + WTile::kBytes + ATile::kBytes;
+  static constexpr int kBTileOffset = STAGES * kStageBytes;
+  static constexpr int kXaTileOffset = kBTileOffset + BTile::kBytes;
+  static constexpr int kRowsOffset = kXaTileOffset + XaTile::kBytes;
+  static constexpr int kSmemBytes = 1024 + kRowsOffset + BM * 2 * 8;  // 1024: alignment slack
+  static_assert(kSmemBytes == Cfg::kSmemBytes,
+                "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
+
+  using Tile = OutputTile;
+
+  __device__ static void load_stage(const ForwardParams& p, const Tile& t, char* stage, int kb,
+                                    const long long* src_rows) {
+    const int k0 = kb * BK;
+    const char* x = static_cast<const char*>(p.x);
+    for (int c = threadIdx.x; c < BM * 8; c += kThreads) {
+      const int row = c >> 3, ch = c & 7, k = k0 + ch * 8;
+      const long long src = src_rows[row];
+      const bool valid = src >= 0 && k < K;
+      cp_async_16(stage + XTile::chunk_offset(row, ch) * 16, valid ? x + (src * K + k) * 2 : x,
+                  valid);
+    }
+    const char* w = static_cast<const char*>(p.w);
+    char* ws = stage + XTile::kBytes;
+    for (int c = threadIdx.x; c < BN * 8; c += kThreads) {
+      const int row = c >> 3, ch = c & 7, k = k0 + ch * 8, n = t.n0 + row;
+      const bool valid = k < K && n < N;
+      cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
+                  valid ? w + ((static_cast<long long>(t.expert) * N + n) * K + k) * 2 : w, valid);
+    }
+    const char* a = static_cast<const char*>(p.lora_a);
+    char* as = ws + WTile::kBytes;
+    for (int c = threadIdx.x; c < RP * 8; c += kThreads) {
+      const int j = c >> 3, ch = c & 7, k = k0 + ch * 8;
+      const bool valid = j < R && k < K;
+      cp_async_16(as + ATile::chunk_offset(j, ch) * 16,
+                  valid ? a + ((static_cast<long long>(t.expert) * R + j) * K + k) * 2 : a, valid);
+    }
+  }
+
+  __device__ static void run(const ForwardParams& p) {
+    extern __shared__ __align__(1024) char smem_raw[];
+    // wgmma's 128-byte swizzle is anchored to 1024-byte boundaries of the shared address.
+    char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+    __shared__ Tile tile;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int wg = warp >> 2;
+    const long long linear = blockIdx.x;
+    if (warp == 0) {
+      int expert = -1;
+      long long row_begin = 0, row_end = 0;
+      const bool found = find_row_tile<Index, E, BM>(p.expert_offsets, linear / N_TILES, expert,
+                                                     row_begin, row_end);
+      if (row_end > p.rows) row_end = p.rows;
+      if (lane == 0) {
+        tile.expert = found && row_end > row_begin ? expert : -1;
+        tile.n0 = static_cast<int>(linear % N_TILES) * BN;
+        tile.row_begin = row_begin;
+        tile.rows = static_cast<int>(row_end - row_begin);
+      }
+    }
+    __syncthreads();
+    const Tile t = tile;
+    if (t.expert < 0) return;
+
+    long long* src_rows = reinterpret_cast<long long*>(smem + kRowsOffset);
+    long long* dst_rows = src_rows + BM;
+    for (int i = threadIdx.x; i < BM; i += kThreads) {
+      long long src = -1, dst = -1;
+      if (i < t.rows) {
+        const long long row = t.row_begin + i;
+        const long long slot = load_index<Index>(p.scattered_idxs, row);
+        src = Cfg::kGroupedIn ? row : slot / TOPK;
+        dst = Cfg::kGroupedOut ? row : slot;
+      }
+      src_rows[i] = src;
+      dst_rows[i] = dst;
+    }
+    char* bs = smem + kBTileOffset;
+    const Act* lora_b = static_cast<const Act*>(p.lora_b);
+    for (int idx = threadIdx.x; idx < BN * RP; idx += kThreads) {
+      const int n = idx / RP, j = idx % RP, o = t.n0 + n;
+      const Act v = (j < R && o < N) ? lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)]
+                                     : from_float<Act>(0.f);
+      *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = v;
+    }
+    __syncthreads();
+
+    float acc[BN / 2];
+    float xa[RP / 16][8];
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
+#pragma unroll
+    for (int q = 0; q < RP / 16; ++q)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) xa[q][i] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < kPrefetch; ++s) {
+      if (s < KB) load_stage(p, t, smem + s * kStageBytes, s, src_rows);
+      cp_async_commit();
+    }
+    for (int kb = 0; kb < KB; ++kb) {
+      cp_async_wait<kPrefetch - 1>();
+      fence_proxy_async();
+      __syncthreads();
+      // The stage loaded now was last read by the wgmma batch of kb - 2, which has completed.
+      const int next = kb + kPrefetch;
+      if (next < KB) load_stage(p, t, smem + (next % STAGES) * kStageBytes, next, src_rows);
+      cp_async_commit();
+
+      const char* stage = smem + (kb % STAGES) * kStageBytes;
+      const char* xs = stage + wg * 64 * 128;
+      const char* ws = stage + XTile::kBytes;
+      const char* as = ws + WTile::kBytes;
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk) {
+        const unsigned long long da = wgmma_desc_k128(xs + kk * 32);
+        Wgmma<BN>::template mma<kBf16>(acc, da, wgmma_desc_k128(ws + kk * 32));
+#pragma unroll
+        for (int q = 0; q < RP / 16; ++q)
+          Wgmma<16>::template mma<kBf16>(xa[q], da, wgmma_desc_k128(as + q * 16 * 128 + kk * 32));
+      }
+      wgmma_commit();
+      wgmma_wait<1>();
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operands(acc);
+#pragma unroll
+    for (int q = 0; q < RP / 16; ++q) wgmma_fence_operands(xa[q]);
+    cp_async_wait<0>();
+
+    // Epilogue 1: s * (x * A^T), rounded to the act dtype, to shared memory.
+    char* xas = smem + kXaTileOffset;
+    const int g = lane >> 2, tq = lane & 3;
+    const int row0 = warp * 16 + g;
+#pragma unroll
+    for (int q = 0; q < RP / 16; ++q) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int col = q * 16 + half * 8 + 2 * tq;
+        *reinterpret_cast<unsigned*>(xas + XaTile::byte_offset(row0, col, 2)) =
+            pack2<Act>(p.scale * xa[q][half * 4 + 0], p.scale * xa[q][half * 4 + 1]);
+        *reinterpret_cast<unsigned*>(xas + XaTile::byte_offset(row0 + 8, col, 2)) =
+            pack2<Act>(p.scale * xa[q][half * 4 + 2], p.scale * xa[q][half * 4 + 3]);
+      }
+    }
+    __syncwarp();  // each warp reads back only its own 16 rows
+
+    // Epilogue 2: acc += (s * x * A^T) * B^T on mma.sync, warp by warp.
+#pragma unroll
+    for (int kr = 0; kr < RP / 16; ++kr) {
+      unsigned af[4];
+      const int arow = warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+      ldmatrix_x4(af, xas + XaTile::chunk_offset(arow, kr * 2 + (lane >> 4)) * 16);
+#pragma unroll
+      for (int nj = 0; nj < BN / 16; ++nj) {
+        unsigned bf[4];
+        const int brow = nj * 16 + (lane >> 4) * 8 + (lane & 7);
+        ldmatrix_x4(bf, bs + BTile::chunk_offset(brow, kr * 2 + ((lane >> 3) & 1)) * 16);
+        const unsigned b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+        mma_16816<kBf16>(*reinterpret_cast<float(*)[4]>(&acc[(2 * nj) * 4]), af, b0);
+        mma_16816<kBf16>(*reinterpret_cast<float(*)[4]>(&acc[(2 * nj + 1) * 4]), af, b1);
+      }
+    }
+
+    // Epilogue 3: bias, round, scatter.
+    const Act* bias = static_cast<const Act*>(p.bias);
+    Act* y = static_cast<Act*>(p.y);
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int col = t.n0 + j * 8 + 2 * tq;
+      if (col >= N) continue;
+      float b0 = 0.f, b1 = 0.f;
+      if constexpr (Cfg::kHasBias) {
+        b0 = to_float(bias[static_cast<long long>(t.expert) * N + col]);
+        b1 = to_float(bias[static_cast<long long>(t.expert) * N + col + 1]);
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int row = row0 + half * 8;
+        if (row < t.rows) {
+          *reinterpret_cast<unsigned*>(y + dst_rows[row] * N + col) =
+              pack2<Act>(acc[j * 4 + 2 * half] + b0, acc[j * 4 + 2 * half + 1] + b1);
+        }
+      }
+    }
+  }
+};
+
+template <class Cfg>
+__global__ void __launch_bounds__(ForwardSm90Kernel<Cfg>::kThreads, 1)
+    moe_lora_forward_sm90(const ForwardParams params) {
+  ForwardSm90Kernel<Cfg>::run(params);
+}
+
+}  // namespace moejit
