@@ -12,16 +12,6 @@ cuda::DeviceBuffer upload(const std::vector<std::uint8_t>& bytes) {
 
 }  // namespace
 
-std::string no_gpu_reason() {
-  std::string why;
-  if (!cuda::try_api(&why)) return why.empty() ? "no CUDA driver" : why;
-  return cuda::device_count() == 0 ? "no CUDA device" : "";
-}
-
-void synchronize_context() {
-  cuda::check(cuda::api().cuCtxSynchronize(), "cuCtxSynchronize");
-}
-
 DeviceProblem::DeviceProblem(const ProjectionSpec& spec, const ForwardInputs& in)
     : spec_(spec),
       tokens_(in.routing.tokens),

@@ -3,29 +3,15 @@
 // forms the code under test takes: a ForwardParams block (launch_forward) and ForwardArgs
 // (Runtime::forward). Needs a current CUDA context for its whole life.
 #include <cstdint>
-#include <string>
 
 #include "autotune/cuda_driver.hpp"
 #include "compiler/problem.hpp"
 #include "runtime/runtime.hpp"
 #include "templates/moejit/params.h"
+#include "tests/gpu/gpu_env.hpp"
 #include "tests/support/reference.hpp"
 
 namespace moejit::test {
-
-// Empty when a GPU is usable; otherwise the driver's reason, for GTEST_SKIP.
-std::string no_gpu_reason();
-
-// Skips the calling test, with the reason, on a machine without a usable GPU.
-#define MOEJIT_SKIP_WITHOUT_GPU()                                              \
-  do {                                                                         \
-    if (const std::string why = ::moejit::test::no_gpu_reason(); !why.empty()) \
-      GTEST_SKIP() << "needs a GPU: " << why;                                  \
-  } while (0)
-
-// Waits for all work of the current context, including the legacy-stream copies and memsets of
-// DeviceBuffer, which a non-blocking Stream does not wait for by itself.
-void synchronize_context();
 
 class DeviceProblem {
  public:

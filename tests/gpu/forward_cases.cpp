@@ -14,20 +14,30 @@ T pick(std::initializer_list<T> options, Rng& rng) {
   return options.begin()[i];
 }
 
-bool fits(const ForwardCase& c) {
+bool fits(const ForwardCase& c, int smem_budget) {
   try {
-    c.config.validate();
+    render_kernel_source(c.spec, c.config);  // validates the pair, wgmma's restrictions included
   } catch (const InvalidArgument&) {
     return false;
   }
-  return dynamic_smem_bytes(c.spec, c.config) + 1024 <= kSweepSmemBudget;  // 1 KB static smem
+  return dynamic_smem_bytes(c.spec, c.config) + 1024 <= smem_budget;  // 1 KB static smem
 }
 
-TileConfig random_config(Rng& rng) {
+TileConfig random_config(KernelFamily family, Rng& rng) {
+  if (family == KernelFamily::wgmma) {
+    const int block_m = pick({64, 128}, rng);
+    return TileConfig{.block_m = block_m,
+                      .block_n = pick({64, 128, 256}, rng),
+                      .block_k = 64,
+                      .warps_m = block_m / 16,
+                      .warps_n = 1,
+                      .stages = pick({3, 4, 5, 6}, rng),
+                      .wgmma = true};
+  }
   const auto [warps_m, warps_n] = pick<std::pair<int, int>>({{2, 2}, {2, 4}, {4, 2}}, rng);
-  return TileConfig{
-      pick({64, 128}, rng), pick({64, 128}, rng), pick({32, 64}, rng), warps_m, warps_n,
-      pick({2, 3, 4}, rng)};
+  const int block_m = pick({64, 128}, rng), block_n = pick({64, 128}, rng);
+  const int block_k = pick({32, 64}, rng);
+  return mma_sync_config(block_m, block_n, block_k, warps_m, warps_n, pick({2, 3, 4}, rng));
 }
 
 ProjectionSpec random_spec(Rng& rng) {
@@ -50,16 +60,21 @@ ProjectionSpec random_spec(Rng& rng) {
   return s;
 }
 
-ForwardCase random_case(Rng& rng) {
+ForwardCase random_case(KernelFamily family, Rng& rng) {
   ForwardCase c;
   c.spec = random_spec(rng);
+  if (family == KernelFamily::wgmma) {  // the only layout and lora dtype it takes
+    c.spec.layout = WeightLayout::out_in;
+    c.spec.lora = c.spec.act;
+  }
   c.tokens = pick<std::int64_t>({1, 7, 100, 333}, rng);
   c.routing = pick(
       {RoutingKind::uniform, RoutingKind::skewed, RoutingKind::sparse, RoutingKind::one_expert},
       rng);
   if (c.routing == RoutingKind::one_expert) c.spec.top_k = 1;  // k distinct experts otherwise
-  do c.config = random_config(rng);
-  while (!fits(c));
+  const int budget = family == KernelFamily::wgmma ? kWgmmaSmemBudget : kSweepSmemBudget;
+  do c.config = random_config(family, rng);
+  while (!fits(c, budget));
   c.seed = rng();
   return c;
 }
@@ -76,16 +91,27 @@ ProjectionSpec base_spec(int experts, int top_k, int k, int n, int rank) {
 
 }  // namespace
 
-std::vector<ForwardCase> sampled_cases(std::uint64_t seed, int count) {
+TileConfig mma_sync_config(int block_m, int block_n, int block_k, int warps_m, int warps_n,
+                           int stages) {
+  return TileConfig{.block_m = block_m,
+                    .block_n = block_n,
+                    .block_k = block_k,
+                    .warps_m = warps_m,
+                    .warps_n = warps_n,
+                    .stages = stages};
+}
+
+std::vector<ForwardCase> sampled_cases(std::uint64_t seed, int count, KernelFamily family) {
   Rng rng(seed);
   std::vector<ForwardCase> cases;
-  for (int i = 0; i < count; ++i) cases.push_back(random_case(rng));
+  for (int i = 0; i < count; ++i) cases.push_back(random_case(family, rng));
   return cases;
 }
 
 std::vector<ForwardCase> targeted_cases() {
-  const TileConfig m64{64, 64, 32, 2, 2, 3}, m128{128, 128, 64, 2, 4, 2},
-      wide{128, 64, 32, 4, 2, 4};
+  const TileConfig m64 = mma_sync_config(64, 64, 32, 2, 2, 3);
+  const TileConfig m128 = mma_sync_config(128, 128, 64, 2, 4, 2);
+  const TileConfig wide = mma_sync_config(128, 64, 32, 4, 2, 4);
   std::vector<ForwardCase> out;
   auto add = [&](ProjectionSpec spec, std::int64_t tokens, RoutingKind routing, TileConfig config) {
     out.push_back(ForwardCase{spec, tokens, routing, config, 1000 + out.size()});
@@ -115,7 +141,7 @@ std::vector<ForwardCase> targeted_cases() {
   // The largest rank with fp32 LoRA factors, and the smallest shapes with fp16 activations.
   ProjectionSpec big_rank = base_spec(3, 2, 1000, 520, 128);
   big_rank.lora = DType::fp32;
-  add(big_rank, 100, RoutingKind::uniform, TileConfig{64, 64, 32, 2, 2, 2});
+  add(big_rank, 100, RoutingKind::uniform, mma_sync_config(64, 64, 32, 2, 2, 2));
   ProjectionSpec tiny = base_spec(17, 4, 8, 8, 64);
   tiny.act = DType::fp16;
   tiny.weights = WeightFormat::fp16;

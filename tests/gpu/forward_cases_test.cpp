@@ -15,6 +15,7 @@ namespace {
 
 constexpr std::uint64_t kSweepSeed = 0x5EED0001;  // the seed forward_test.cpp uses
 constexpr int kSampledCases = 150;
+constexpr int kWgmmaCases = 60;
 
 // Every value each axis takes over `cases`, as text.
 std::map<std::string, std::set<std::string>> axes(const std::vector<ForwardCase>& cases) {
@@ -48,11 +49,31 @@ TEST(SweepCases, SampleCoversEveryAxisValue) {
     EXPECT_EQ(seen.at(axis).size(), count) << "axis " << axis << " seed " << kSweepSeed;
 }
 
+TEST(SweepCases, WgmmaSampleCoversItsAxes) {
+  const std::vector<ForwardCase> cases =
+      sampled_cases(kSweepSeed, kWgmmaCases, KernelFamily::wgmma);
+  const auto seen = axes(cases);
+  const std::map<std::string, std::size_t> expected_counts{
+      {"E", 4},    {"k", 3},       {"K", 5},       {"N", 5},       {"r", 6},
+      {"T", 4},    {"act", 2},     {"index", 2},   {"b", 3},       {"grouping", 4},
+      {"bias", 2}, {"routing", 4}, {"block_m", 2}, {"block_n", 3}, {"stages", 4}};
+  for (const auto& [axis, count] : expected_counts)
+    EXPECT_EQ(seen.at(axis).size(), count) << "axis " << axis << " seed " << kSweepSeed;
+  for (const ForwardCase& c : cases) {
+    EXPECT_TRUE(c.config.wgmma) << c.describe();
+    EXPECT_EQ(c.spec.layout, WeightLayout::out_in) << c.describe();
+    EXPECT_EQ(c.spec.lora, c.spec.act) << c.describe();
+    EXPECT_NO_THROW(render_kernel_source(c.spec, c.config)) << c.describe();
+    EXPECT_LE(dynamic_smem_bytes(c.spec, c.config), kWgmmaSmemBudget) << c.describe();
+  }
+}
+
 TEST(SweepCases, EveryCaseInstantiatesAndFits) {
   std::vector<ForwardCase> cases = sampled_cases(kSweepSeed, kSampledCases);
   const std::vector<ForwardCase> targeted = targeted_cases();
   cases.insert(cases.end(), targeted.begin(), targeted.end());
   for (const ForwardCase& c : cases) {
+    EXPECT_FALSE(c.config.wgmma) << c.describe();
     EXPECT_NO_THROW(render_kernel_source(c.spec, c.config)) << c.describe();
     EXPECT_LE(dynamic_smem_bytes(c.spec, c.config), kSweepSmemBudget) << c.describe();
     EXPECT_LE(c.spec.top_k, c.spec.experts) << c.describe();

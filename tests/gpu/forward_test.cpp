@@ -15,6 +15,7 @@ namespace {
 
 constexpr std::uint64_t kSweepSeed = 0x5EED0001;
 constexpr int kSampledCases = 150;
+constexpr int kWgmmaCases = 60;
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -23,7 +24,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 // Checks every case; a failure names the case (shape, dtypes, layout, storage, routing, config,
 // seed) so it can be rerun alone.
 void run_sweep(const std::vector<ForwardCase>& cases) {
-  cuda::ContextGuard context;
+  TestContext context;
   const cuda::DeviceInfo device = cuda::query_device(context.device());
   const auto start = std::chrono::steady_clock::now();
   const KernelSet kernels = load_kernels(cases, device);
@@ -60,6 +61,14 @@ TEST(ForwardSweep, RandomSampleMatchesReference) {
   run_sweep(sampled_cases(kSweepSeed, kSampledCases));
 }
 
+// The Hopper kernel, over the axes it supports (out_in weights, lora dtype == act dtype).
+TEST(ForwardSweep, WgmmaSampleMatchesReference) {
+  MOEJIT_SKIP_WITHOUT_GPU();
+  if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
+    GTEST_SKIP() << "the wgmma kernel needs sm_90a; this device is " << arch;
+  run_sweep(sampled_cases(kSweepSeed, kWgmmaCases, KernelFamily::wgmma));
+}
+
 TEST(ForwardSweep, EdgeCasesMatchReference) {
   MOEJIT_SKIP_WITHOUT_GPU();
   run_sweep(targeted_cases());
@@ -78,9 +87,9 @@ TEST(ForwardDeterminism, TwoRunsAreBitwiseIdentical) {
   c.spec.has_bias = true;
   c.tokens = 333;
   c.routing = RoutingKind::skewed;
-  c.config = TileConfig{64, 128, 64, 2, 4, 3};
+  c.config = mma_sync_config(64, 128, 64, 2, 4, 3);
   c.seed = 42;
-  cuda::ContextGuard context;
+  TestContext context;
   const KernelSet kernels = load_kernels({c}, cuda::query_device(context.device()));
   const LoadedKernel& k = kernels.at(kernel_key(c));
   ASSERT_TRUE(k.compile_error.empty() && k.too_big.empty()) << k.compile_error << k.too_big;

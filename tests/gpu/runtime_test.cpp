@@ -66,7 +66,7 @@ class RuntimeOnGpu : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::optional<cuda::ContextGuard> context_;  // outlives the buffers of each test body
+  std::optional<TestContext> context_;  // outlives the buffers of each test body
 };
 
 TEST_F(RuntimeOnGpu, RejectsNullPointersByName) {
