@@ -1,6 +1,7 @@
 // The candidate space: every config it offers must be instantiable for the spec it was made for.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -26,28 +27,43 @@ std::vector<ProjectionSpec> specs_under_test() {
   return specs;
 }
 
+const std::vector<std::string> kArchs = {"sm_80", "sm_86", "sm_90a"};
+
 TEST(CandidateConfigs, EveryCandidateValidatesAndRenders) {
-  for (const ProjectionSpec& spec : specs_under_test()) {
-    const std::vector<TileConfig> configs = candidate_configs(spec);
-    ASSERT_FALSE(configs.empty()) << spec.describe();
-    for (const TileConfig& config : configs) {
-      EXPECT_NO_THROW(config.validate()) << config.name() << " for " << spec.describe();
-      const KernelSource source = render_kernel_source(spec, config);
-      EXPECT_NE(source.source.find("kBlockM = " + std::to_string(config.block_m) + ";"),
-                std::string::npos)
-          << config.name();
-      EXPECT_EQ(source.threads, config.threads()) << config.name();
-      EXPECT_EQ(source.dynamic_smem, dynamic_smem_bytes(spec, config)) << config.name();
+  for (const std::string& arch : kArchs)
+    for (const ProjectionSpec& spec : specs_under_test()) {
+      const std::vector<TileConfig> configs = candidate_configs(spec, arch);
+      ASSERT_FALSE(configs.empty()) << spec.describe();
+      for (const TileConfig& config : configs) {
+        EXPECT_NO_THROW(config.validate()) << config.name() << " for " << spec.describe();
+        const KernelSource source = render_kernel_source(spec, config);
+        EXPECT_NE(source.source.find("kBlockM = " + std::to_string(config.block_m) + ";"),
+                  std::string::npos)
+            << config.name();
+        EXPECT_EQ(source.threads, config.threads()) << config.name();
+        EXPECT_EQ(source.dynamic_smem, dynamic_smem_bytes(spec, config)) << config.name();
+      }
     }
-  }
+}
+
+TEST(CandidateConfigs, WgmmaOnlyWhereSupported) {
+  for (const std::string& arch : kArchs)
+    for (const ProjectionSpec& spec : specs_under_test()) {
+      const auto configs = candidate_configs(spec, arch);
+      const bool any_wgmma =
+          std::any_of(configs.begin(), configs.end(), [](const TileConfig& c) { return c.wgmma; });
+      EXPECT_EQ(any_wgmma, wgmma_supported(spec, arch)) << arch << " " << spec.describe();
+      if (arch != "sm_90a") EXPECT_FALSE(any_wgmma) << arch << " has no wgmma instructions";
+    }
 }
 
 TEST(CandidateConfigs, HasNoDuplicates) {
-  for (const ProjectionSpec& spec : specs_under_test()) {
-    std::set<std::string> names;
-    for (const TileConfig& config : candidate_configs(spec))
-      EXPECT_TRUE(names.insert(config.name()).second) << config.name() << " twice";
-  }
+  for (const std::string& arch : kArchs)
+    for (const ProjectionSpec& spec : specs_under_test()) {
+      std::set<std::string> names;
+      for (const TileConfig& config : candidate_configs(spec, arch))
+        EXPECT_TRUE(names.insert(config.name()).second) << config.name() << " twice";
+    }
 }
 
 TEST(CandidateConfigs, OfferAChoiceAtCommonRanks) {
@@ -59,11 +75,13 @@ TEST(CandidateConfigs, OfferAChoiceAtCommonRanks) {
 }
 
 TEST(DefaultConfig, ValidatesAndRendersForEverySpec) {
-  for (const ProjectionSpec& spec : specs_under_test()) {
-    const TileConfig config = default_config(spec);
-    EXPECT_NO_THROW(config.validate()) << config.name() << " for " << spec.describe();
-    EXPECT_NO_THROW(render_kernel_source(spec, config)) << spec.describe();
-  }
+  for (const std::string& arch : kArchs)
+    for (const ProjectionSpec& spec : specs_under_test()) {
+      const TileConfig config = default_config(spec, arch);
+      if (config.wgmma) EXPECT_TRUE(wgmma_supported(spec, arch)) << arch << " " << spec.describe();
+      EXPECT_NO_THROW(config.validate()) << config.name() << " for " << spec.describe();
+      EXPECT_NO_THROW(render_kernel_source(spec, config)) << spec.describe();
+    }
 }
 
 }  // namespace

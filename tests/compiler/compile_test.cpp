@@ -69,6 +69,25 @@ INSTANTIATE_TEST_SUITE_P(ArchAndLayout, CompileForward,
                                             ::testing::Values(out_in_spec(), in_out_spec())),
                          case_name);
 
+TEST(CompileWgmma, Sm90KernelCompilesForSm90aWithoutSpills) {
+  const TileConfig config{128, 128, 64, 8, 1, 4, true};
+  const KernelSource source = render_kernel_source(out_in_spec(), config);
+  const CompiledKernel kernel = compile({source.source, source.name_expression, "sm_90a", "key"});
+  EXPECT_FALSE(kernel.cubin.empty());
+  EXPECT_NE(kernel.lowered_name.find("moe_lora_forward_sm90"), std::string::npos);
+  ASSERT_TRUE(kernel.report.found) << kernel.log;
+  EXPECT_GT(kernel.report.registers, 0);
+  EXPECT_FALSE(kernel.report.spills()) << kernel.log;
+}
+
+TEST(CompileWgmma, Sm80RejectsTheSm90Kernel) {
+  // wgmma exists only on sm_90a: the failure must surface as CompileError, never as a CUBIN.
+  const KernelSource source =
+      render_kernel_source(out_in_spec(), TileConfig{128, 128, 64, 8, 1, 4, true});
+  EXPECT_THROW(compile({source.source, source.name_expression, "sm_80", "wgmma-on-sm80"}),
+               CompileError);
+}
+
 TEST(CompileError, CarriesLogOptionsAndKey) {
   const std::string source =
       "#include \"moejit/forward.cuh\"\n"

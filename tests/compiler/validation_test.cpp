@@ -101,6 +101,19 @@ INSTANTIATE_TEST_SUITE_P(
       return info.param.argument + "_" + info.param.value;
     });
 
+TEST(InvalidSpec, WgmmaNeedsOutInWeightsAndLoraInActDtype) {
+  const TileConfig wgmma{128, 128, 64, 8, 1, 4, true};
+  EXPECT_NO_THROW(render_kernel_source(valid_spec(), wgmma));
+  ProjectionSpec in_out = valid_spec();
+  in_out.layout = WeightLayout::in_out;
+  expect_mentions(invalid_argument_message([&] { render_kernel_source(in_out, wgmma); }),
+                  {"tile config", wgmma.name(), "out_in"});
+  ProjectionSpec fp32_lora = valid_spec();
+  fp32_lora.lora = DType::fp32;
+  expect_mentions(invalid_argument_message([&] { render_kernel_source(fp32_lora, wgmma); }),
+                  {"tile config", "lora"});
+}
+
 TEST(InvalidSpec, QuantizedWeightsAreNotRenderedYet) {
   ProjectionSpec spec = valid_spec();
   spec.weights = WeightFormat::int8_rowwise;
@@ -132,7 +145,11 @@ INSTANTIATE_TEST_SUITE_P(
                       ConfigMutation{"zero_warps", "warps", {128, 128, 32, 0, 2, 3}},
                       ConfigMutation{"too_many_warps", "warps", {256, 256, 32, 4, 4, 3}},
                       ConfigMutation{"one_stage", "stages", {128, 128, 32, 2, 2, 1}},
-                      ConfigMutation{"seven_stages", "stages", {128, 128, 32, 2, 2, 7}}),
+                      ConfigMutation{"seven_stages", "stages", {128, 128, 32, 2, 2, 7}},
+                      ConfigMutation{"wgmma_block_k", "block_k", {128, 128, 32, 8, 1, 4, true}},
+                      ConfigMutation{"wgmma_warps", "warps_m", {128, 128, 64, 2, 2, 4, true}},
+                      ConfigMutation{"wgmma_block_n", "block_n", {128, 96, 64, 8, 1, 4, true}},
+                      ConfigMutation{"wgmma_stages", "stages", {128, 128, 64, 8, 1, 2, true}}),
     [](const ::testing::TestParamInfo<ConfigMutation>& info) { return info.param.label; });
 
 template <class Enum>
@@ -163,12 +180,21 @@ TEST(Enums, SpellingsAreDistinct) {
 }
 
 TEST(TileConfigJson, RoundTripsEveryField) {
-  const TileConfig config{64, 256, 64, 1, 4, 5};
-  const nlohmann::json j = config;
-  for (const char* field : {"block_m", "block_n", "block_k", "warps_m", "warps_n", "stages"})
-    EXPECT_TRUE(j.contains(field)) << field;
-  EXPECT_EQ(j.get<TileConfig>(), config);
-  EXPECT_EQ(nlohmann::json::parse(j.dump()).get<TileConfig>(), config);
+  for (const TileConfig& config :
+       {TileConfig{64, 256, 64, 1, 4, 5}, TileConfig{128, 256, 64, 8, 1, 3, true}}) {
+    const nlohmann::json j = config;
+    for (const char* field :
+         {"block_m", "block_n", "block_k", "warps_m", "warps_n", "stages", "wgmma"})
+      EXPECT_TRUE(j.contains(field)) << field;
+    EXPECT_EQ(j.get<TileConfig>(), config);
+    EXPECT_EQ(nlohmann::json::parse(j.dump()).get<TileConfig>(), config);
+  }
+}
+
+TEST(TileConfigJson, EntriesWrittenBeforeWgmmaReadAsMmaSync) {
+  nlohmann::json j = TileConfig{};
+  j.erase("wgmma");
+  EXPECT_EQ(j.get<TileConfig>(), TileConfig{});
 }
 
 TEST(TileConfigJson, MissingFieldThrows) {
@@ -180,6 +206,7 @@ TEST(TileConfigJson, MissingFieldThrows) {
 TEST(TileConfigName, IsStableAndDistinguishesConfigs) {
   EXPECT_EQ(TileConfig{}.name(), "m128n128k32_w2x2_s3");
   EXPECT_NE((TileConfig{64, 128, 32, 2, 2, 3}.name()), TileConfig{}.name());
+  EXPECT_EQ((TileConfig{128, 128, 64, 8, 1, 4, true}.name()), "m128n128k64_w8x1_s4_wg");
 }
 
 }  // namespace

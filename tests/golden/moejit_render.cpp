@@ -42,6 +42,7 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--warps-m", f.config.warps_m)->capture_default_str();
   app.add_option("--warps-n", f.config.warps_n)->capture_default_str();
   app.add_option("--stages", f.config.stages)->capture_default_str();
+  app.add_flag("--wgmma", f.config.wgmma, "the sm_90a wgmma kernel instead of mma.sync");
   app.add_flag("--ptxas", f.ptxas, "print the compile log for --arch instead of the source");
   app.add_option("--arch", f.arch, "NVRTC target for --ptxas")->capture_default_str();
 }

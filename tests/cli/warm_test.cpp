@@ -1,0 +1,128 @@
+// `moejit warm` without a GPU, then `list` and `show` on what it stored. On a machine with a GPU
+// warm tunes instead, which tests/gpu covers; these tests skip there.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "autotune/cuda_driver.hpp"
+#include "autotune/tuner.hpp"
+#include "cache/store.hpp"
+#include "run_moejit.hpp"
+#include "runtime/presets.hpp"
+
+namespace moejit {
+namespace {
+
+using testing::run_moejit;
+using testing::TempDir;
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+int occurrences(const std::string& text, const std::string& part) {
+  int n = 0;
+  for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+  return n;
+}
+
+class OfflineWarm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present: warm tunes instead";
+  }
+  std::string cache_flag() const { return "--cache '" + cache_.string() + "'"; }
+  std::vector<CacheEntry> entries() const { return CacheStore(cache_).list(); }
+
+  TempDir dir_;
+  std::filesystem::path cache_ = dir_.path() / "cache.sqlite";
+};
+
+const CacheEntry* entry_for(const std::vector<CacheEntry>& entries, const ProjectionSpec& spec) {
+  const auto it = std::find_if(entries.begin(), entries.end(),
+                               [&](const CacheEntry& e) { return e.key.spec == spec; });
+  return it == entries.end() ? nullptr : &*it;
+}
+
+TEST_F(OfflineWarm, StoresBothProjectionsUntunedAndSecondRunCompilesNothing) {
+  const auto first = run_moejit("warm --model olmoe-1b-7b --tokens 1024 " + cache_flag());
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_TRUE(
+      contains(first.output, "no GPU: compiling default configs for sm_90a, stored untuned"))
+      << first.output;
+
+  const std::vector<CacheEntry> stored = entries();
+  ASSERT_EQ(stored.size(), 2u);
+  const ModelPreset olmoe = *find_preset("olmoe-1b-7b");
+  for (Projection projection : {Projection::gate_up, Projection::down}) {
+    const ProjectionSpec spec = projection_spec(olmoe, projection, 16);
+    const CacheEntry* entry = entry_for(stored, spec);
+    ASSERT_NE(entry, nullptr) << to_string(projection) << " not stored";
+    EXPECT_FALSE(entry->tuned);
+    EXPECT_LT(entry->time_ms, 0);
+    EXPECT_TRUE(entry->key.device.is_offline());
+    EXPECT_EQ(entry->key.device.arch, "sm_90a");
+    EXPECT_EQ(entry->key.token_bucket, 1024);
+    EXPECT_EQ(entry->config, default_config(spec, "sm_90a"));
+    EXPECT_FALSE(entry->cubin.empty());
+  }
+
+  const auto second = run_moejit("warm --model olmoe-1b-7b --tokens 1024 " + cache_flag());
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_EQ(occurrences(second.output, "already cached"), 2) << second.output;
+  EXPECT_FALSE(contains(second.output, "compiled")) << second.output;
+  const std::vector<CacheEntry> after = entries();
+  ASSERT_EQ(after.size(), stored.size());
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].key, stored[i].key);
+    EXPECT_EQ(after[i].created_unix, stored[i].created_unix);
+    EXPECT_EQ(after[i].cubin, stored[i].cubin);
+  }
+}
+
+TEST_F(OfflineWarm, ListAndShowDescribeTheStoredEntries) {
+  ASSERT_EQ(run_moejit("warm --model olmoe-1b-7b --tokens 1024 " + cache_flag()).exit_code, 0);
+  const std::vector<CacheEntry> stored = entries();
+  ASSERT_EQ(stored.size(), 2u);
+
+  const auto list = run_moejit("list " + cache_flag());
+  ASSERT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_TRUE(contains(list.output, "(2 entries)")) << list.output;
+  for (const CacheEntry& e : stored) {
+    EXPECT_TRUE(contains(list.output, e.key.id().substr(0, 12))) << list.output;
+    EXPECT_TRUE(contains(list.output, e.config.name())) << list.output;
+  }
+  EXPECT_TRUE(contains(list.output, "offline")) << list.output;
+
+  const CacheEntry& entry = stored.front();
+  const auto show = run_moejit("show " + entry.key.id().substr(0, 6) + " " + cache_flag());
+  ASSERT_EQ(show.exit_code, 0) << show.output;
+  EXPECT_TRUE(contains(show.output, entry.key.id())) << show.output;
+  EXPECT_TRUE(contains(show.output, entry.kernel_name)) << show.output;
+  EXPECT_TRUE(contains(show.output, std::to_string(entry.cubin.size()) + " bytes")) << show.output;
+  EXPECT_TRUE(contains(show.output, "tuned:       no")) << show.output;
+}
+
+TEST_F(OfflineWarm, ExplicitShapeFlagsReachTheStoredSpec) {
+  const auto result = run_moejit(
+      "warm --experts 8 --top-k 2 --hidden 256 --intermediate 128 --layout in_out --bias "
+      "--tokens 100 --rank 8 --weights fp16 --lora-dtype fp32 --arch sm_80 " +
+      cache_flag());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_TRUE(contains(result.output, "default configs for sm_80")) << result.output;
+  const ModelPreset shape{"shape", 8, 2, 256, 128, WeightLayout::in_out, true};
+  const std::vector<CacheEntry> stored = entries();
+  ASSERT_EQ(stored.size(), 2u);
+  for (Projection projection : {Projection::gate_up, Projection::down}) {
+    const ProjectionSpec spec = projection_spec(shape, projection, 8, DType::fp16, DType::fp32);
+    const CacheEntry* entry = entry_for(stored, spec);
+    ASSERT_NE(entry, nullptr) << spec.describe();
+    EXPECT_EQ(entry->key.device.arch, "sm_80");
+    EXPECT_EQ(entry->key.token_bucket, 128);
+  }
+}
+
+}  // namespace
+}  // namespace moejit
