@@ -151,6 +151,9 @@ ContextGuard::ContextGuard(int ordinal) {
 
 ContextGuard::~ContextGuard() {
   if (retained_) {
+    // Restore "no current context" before releasing, so the thread never keeps a context whose
+    // last reference is gone.
+    api().cuCtxSetCurrent(nullptr);
     CUdevice dev = 0;
     api().cuDeviceGet(&dev, device_);
     api().cuDevicePrimaryCtxRelease(dev);
@@ -182,6 +185,9 @@ void DeviceBuffer::download(void* host, std::size_t bytes) const {
 }
 void DeviceBuffer::fill_bytes(unsigned char value) {
   check(api().cuMemsetD8(ptr_, value, bytes_), "cuMemsetD8");
+  // Memsets may run asynchronously on the legacy stream, which non-blocking streams do not wait
+  // for; finishing here keeps fill-then-launch on any stream ordered.
+  check(api().cuStreamSynchronize(nullptr), "cuStreamSynchronize(after cuMemsetD8)");
 }
 
 Module::Module(const std::vector<char>& cubin) {

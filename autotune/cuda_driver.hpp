@@ -82,6 +82,7 @@ class DeviceBuffer {
   void upload(const std::vector<T>& v) { upload(v.data(), v.size() * sizeof(T)); }
   template <class T>
   void download(std::vector<T>& v) const { download(v.data(), v.size() * sizeof(T)); }
+  // Sets every byte; returns once the device memory holds the value.
   void fill_bytes(unsigned char value);
 
  private:
