@@ -31,7 +31,8 @@ TEST(Doctor, ReportsToolchainAndCache) {
 }
 
 TEST(Doctor, SaysPlainlyWhenThereIsNoGpu) {
-  const auto result = run_moejit("doctor");
+  TempDir dir;
+  const auto result = run_moejit("doctor --cache '" + (dir.path() / "c.sqlite").string() + "'");
   EXPECT_EQ(result.exit_code, 0) << result.output;
   if (cuda::device_count() > 0) {
     EXPECT_TRUE(contains(result.output, "GPU 0:")) << result.output;
@@ -83,21 +84,29 @@ TEST(Warm, RankZeroIsRejectedBeforeAnyWork) {
   EXPECT_FALSE(std::filesystem::exists(cache)) << "nothing may be written for a bad request";
 }
 
+// The error tests name a temp cache so that a regression cannot write to the user's cache.
+std::string temp_cache_flag(const TempDir& dir) {
+  return " --cache '" + (dir.path() / "c.sqlite").string() + "'";
+}
+
 TEST(Warm, QuantizedWeightsAreRejectedForNow) {
-  const auto result = run_moejit("warm --model olmoe-1b-7b --weights nf4");
+  TempDir dir;
+  const auto result = run_moejit("warm --model olmoe-1b-7b --weights nf4" + temp_cache_flag(dir));
   EXPECT_EQ(result.exit_code, 1) << result.output;
   EXPECT_TRUE(contains(result.output, "--weights")) << result.output;
   EXPECT_TRUE(contains(result.output, "nf4")) << result.output;
 }
 
 TEST(Warm, ModelAndExplicitShapeAreExclusive) {
-  const auto result = run_moejit("warm --model olmoe-1b-7b --experts 8");
+  TempDir dir;
+  const auto result = run_moejit("warm --model olmoe-1b-7b --experts 8" + temp_cache_flag(dir));
   EXPECT_EQ(result.exit_code, 2) << result.output;
   EXPECT_TRUE(contains(result.output, "--experts")) << result.output;
 }
 
 TEST(Warm, NeedsAModelOrAShape) {
-  const auto result = run_moejit("warm");
+  TempDir dir;
+  const auto result = run_moejit("warm" + temp_cache_flag(dir));
   EXPECT_EQ(result.exit_code, 2) << result.output;
   EXPECT_TRUE(contains(result.output, "--model")) << result.output;
 }
@@ -105,7 +114,8 @@ TEST(Warm, NeedsAModelOrAShape) {
 TEST(Usage, ErrorsExitWithTwoAndHelpWithZero) {
   EXPECT_EQ(run_moejit("").exit_code, 2);
   EXPECT_EQ(run_moejit("frobnicate").exit_code, 2);
-  EXPECT_EQ(run_moejit("warm --tokens 0 --model olmoe-1b-7b").exit_code, 2);
+  TempDir dir;
+  EXPECT_EQ(run_moejit("warm --tokens 0 --model olmoe-1b-7b" + temp_cache_flag(dir)).exit_code, 2);
   const auto help = run_moejit("--help");
   EXPECT_EQ(help.exit_code, 0);
   for (const char* command : {"doctor", "warm", "list", "show"})
