@@ -1,0 +1,118 @@
+#pragma once
+// Thin RAII owners over the sqlite3 C API for the cache: a connection, prepared statements bound
+// and read by parameter/column name, an IMMEDIATE transaction, and retry of transient SQLITE_BUSY.
+// Every failure throws CacheError naming the database path, what was being done and SQLite's
+// message.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "compiler/error.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace moejit::sqlite {
+
+// Another connection holds the lock longer than the busy timeout allowed; the caller may retry.
+class Busy : public CacheError {
+ public:
+  using CacheError::CacheError;
+};
+
+inline constexpr std::chrono::milliseconds kBusyTimeout{10000};
+
+class Database;
+
+class Statement {
+ public:
+  Statement(const Database& db, std::string_view sql);
+
+  void bind(const char* name, std::string_view text);
+  void bind(const char* name, std::int64_t number);
+  void bind(const char* name, double number);
+  void bind_blob(const char* name, std::span<const char> blob);
+  // True when a row is ready; false when the statement is done.
+  bool step();
+
+  std::string text(const char* column) const;
+  std::string text(int index) const;
+  std::int64_t integer(const char* column) const;
+  std::int64_t integer(int index) const;
+  double real(const char* column) const;
+  std::vector<char> blob(const char* column) const;
+
+ private:
+  struct Finalizer {
+    void operator()(sqlite3_stmt* stmt) const noexcept;
+  };
+  int parameter(const char* name) const;
+  int column(const char* name) const;
+  void check_bind(int rc, const char* name) const;
+
+  const Database& db_;
+  std::unique_ptr<sqlite3_stmt, Finalizer> stmt_;
+};
+
+class Database {
+ public:
+  // Opens (creating) the file with defensive settings and a busy timeout of kBusyTimeout.
+  explicit Database(const std::filesystem::path& path);
+
+  void exec(const char* sql) const;
+  // The single integer a statement such as "PRAGMA user_version" returns.
+  std::int64_t query_integer(const char* sql) const;
+  // The single text value of e.g. "PRAGMA journal_mode=WAL".
+  std::string query_text(const char* sql) const;
+  const std::filesystem::path& path() const { return path_; }
+  sqlite3* handle() const { return db_.get(); }
+  // Throws CacheError (Busy when SQLite says the database is locked) for result code `rc`.
+  [[noreturn]] void fail(int rc, std::string_view doing) const;
+
+ private:
+  struct Closer {
+    void operator()(sqlite3* db) const noexcept;
+  };
+  std::filesystem::path path_;
+  std::unique_ptr<sqlite3, Closer> db_;
+};
+
+// BEGIN IMMEDIATE on construction, so that the write lock is taken up front and a busy database is
+// reported before any work; rolls back unless commit() was called.
+class Transaction {
+ public:
+  explicit Transaction(const Database& db);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  void commit();
+
+ private:
+  const Database& db_;
+  bool open_ = true;
+};
+
+// Runs `work` again while it throws Busy, until kBusyTimeout has passed since the first try. The
+// busy handler already waits inside SQLite; this covers the cases where SQLite returns
+// SQLITE_BUSY without calling it (e.g. a lock held while another process switches to WAL).
+template <class Work>
+auto retry_while_busy(Work&& work) {
+  const auto deadline = std::chrono::steady_clock::now() + kBusyTimeout;
+  for (auto pause = std::chrono::milliseconds(1);;
+       pause = std::min(pause * 2, decltype(pause){50})) {
+    try {
+      return work();
+    } catch (const Busy&) {
+      if (std::chrono::steady_clock::now() >= deadline) throw;
+      std::this_thread::sleep_for(pause);
+    }
+  }
+}
+
+}  // namespace moejit::sqlite
