@@ -25,7 +25,12 @@ constexpr NameTable<WeightLayout, 2> kLayouts{
 constexpr NameTable<BStorage, 3> kBStorages{{{BStorage::peft, "peft"},
                                              {BStorage::expert_major, "expert_major"},
                                              {BStorage::stacked, "stacked"}}};
-constexpr NameTable<OpKind, 1> kOps{{{OpKind::forward, "forward"}}};
+constexpr NameTable<OpKind, 6> kOps{{{OpKind::forward, "forward"},
+                                      {OpKind::backward_dx, "backward_dx"},
+                                      {OpKind::grad_a, "grad_a"},
+                                      {OpKind::grad_b, "grad_b"},
+                                      {OpKind::pack_b, "pack_b"},
+                                      {OpKind::reduce_slots, "reduce_slots"}}};
 
 template <class Enum, std::size_t N>
 std::string_view name_of(const NameTable<Enum, N>& table, Enum value) {

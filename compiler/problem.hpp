@@ -11,7 +11,10 @@ enum class IndexType : std::uint8_t { int32, int64 };
 enum class WeightFormat : std::uint8_t { bf16, fp16, nf4, int8_rowwise };
 enum class WeightLayout : std::uint8_t { out_in, in_out };  // W[E,N,K] or W[E,K,N]
 enum class BStorage : std::uint8_t { peft, expert_major, stacked };
-enum class OpKind : std::uint8_t { forward };
+// forward: y = x W + s (x A^T) B^T + bias. The backward of that forward runs as: backward_dx
+// (dx = dy W^T + s (dy B) A, also saving dy B), grad_a (dA = s (dy B)^T X), grad_b
+// (dB = s dY^T (X A^T)); pack_b and reduce_slots are its small helper kernels.
+enum class OpKind : std::uint8_t { forward, backward_dx, grad_a, grad_b, pack_b, reduce_slots };
 
 std::string_view to_string(DType);
 std::string_view to_string(IndexType);

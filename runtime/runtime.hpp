@@ -25,9 +25,38 @@ struct ForwardArgs {
   const void* sorted_scattered_idxs = nullptr;  // [T*k]
   const void* expert_offsets = nullptr;         // [E]
   void* y = nullptr;                            // [T*k, N]
+  // Optional: receives x * A_e^T (unscaled, fp32, [T*k, r] in grouped-row order) for the
+  // backward, which then need not recompute it. 16-byte aligned.
+  float* save_xa = nullptr;
   float scale = 1.0f;
   std::int64_t tokens = 0;  // T
 };
+
+// Device pointers for one backward call (SPEC.md "Ops", backward). x, w, lora_a, lora_b, the
+// routing, scale and tokens are those of the forward call.
+struct BackwardArgs {
+  const void* x = nullptr;
+  const void* w = nullptr;
+  const void* lora_a = nullptr;
+  const void* lora_b = nullptr;
+  const void* sorted_expert_idxs = nullptr;
+  const void* sorted_scattered_idxs = nullptr;
+  const void* expert_offsets = nullptr;
+  const void* dy = nullptr;      // rows in the forward output's order, act dtype
+  const float* xa = nullptr;     // the forward's save_xa, or null to recompute it
+  void* dx = nullptr;            // [T*k, K] when grouped_in, else [T, K] (sum over the k slots)
+  void* da = nullptr;            // A's storage and shape, lora dtype
+  void* db = nullptr;            // B's storage and shape, lora dtype
+  void* workspace = nullptr;     // backward_workspace_bytes(spec, tokens) bytes, 256-byte aligned
+  std::size_t workspace_bytes = 0;
+  float scale = 1.0f;
+  std::int64_t tokens = 0;
+};
+
+// Scratch the backward needs beyond its outputs: dy * B_e (fp32, T*k x r), B_e^T packed in the act
+// dtype (E x r x N), x * A_e^T when not saved (fp32, T*k x r), and per-slot dx (act, T*k x K) when
+// the forward input was not grouped and k > 1.
+std::size_t backward_workspace_bytes(const ProjectionSpec& spec, std::int64_t tokens);
 
 struct RuntimeOptions {
   std::filesystem::path cache_path;  // empty: default_cache_path()
@@ -56,8 +85,13 @@ class Runtime {
   // Throws InvalidArgument (nothing launched) when an argument violates SPEC.md.
   void forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstream stream = nullptr);
 
-  // Makes the kernel for (spec, tokens) ready without launching it; returns its config.
-  TileConfig prepare(const ProjectionSpec& spec, std::int64_t tokens);
+  // dX, dA and dB for the forward described by `spec` (whose op is forward), on `stream`.
+  // Deterministic: no float atomics; experts with no rows get zero dA and dB.
+  void backward(const ProjectionSpec& spec, const BackwardArgs& args, CUstream stream = nullptr);
+
+  // Makes the kernel for (spec, tokens) ready without launching it; returns its config. With
+  // spec.op == forward, `with_backward` also prepares the backward ops of the same projection.
+  TileConfig prepare(const ProjectionSpec& spec, std::int64_t tokens, bool with_backward = false);
 
   RuntimeStats stats() const;
   const cuda::DeviceInfo& device() const;
