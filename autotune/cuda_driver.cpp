@@ -22,8 +22,8 @@ Loaded load() {
     out.why_not = "no NVIDIA driver found (libcuda.so.1 could not be loaded): no GPU is available";
     return out;
   }
-  using GetProc = CUresult (*)(const char*, void**, int, cuuint64_t,
-                               CUdriverProcAddressQueryResult*);
+  using GetProc =
+      CUresult (*)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*);
   auto get_proc = reinterpret_cast<GetProc>(dlsym(lib, "cuGetProcAddress_v2"));
   if (!get_proc) {
     out.why_not = "the NVIDIA driver is too old (no cuGetProcAddress_v2); CUDA 12 or newer needed";
@@ -175,7 +175,8 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
   return *this;
 }
 void DeviceBuffer::upload(const void* host, std::size_t bytes) {
-  if (bytes > bytes_) throw InvalidArgument("upload bytes", std::to_string(bytes), "<= buffer size");
+  if (bytes > bytes_)
+    throw InvalidArgument("upload bytes", std::to_string(bytes), "<= buffer size");
   if (bytes) check(api().cuMemcpyHtoD(ptr_, host, bytes), "cuMemcpyHtoD");
 }
 void DeviceBuffer::download(void* host, std::size_t bytes) const {
@@ -209,11 +210,15 @@ CUfunction Module::function(const std::string& lowered_name) const {
   return fn;
 }
 
-Event::Event() { check(api().cuEventCreate(&event_, CU_EVENT_DEFAULT), "cuEventCreate"); }
+Event::Event() {
+  check(api().cuEventCreate(&event_, CU_EVENT_DEFAULT), "cuEventCreate");
+}
 Event::~Event() {
   if (event_) api().cuEventDestroy(event_);
 }
-void Event::record(CUstream stream) { check(api().cuEventRecord(event_, stream), "cuEventRecord"); }
+void Event::record(CUstream stream) {
+  check(api().cuEventRecord(event_, stream), "cuEventRecord");
+}
 float Event::elapsed_since(const Event& start) const {
   check(api().cuEventSynchronize(event_), "cuEventSynchronize");
   float ms = 0;
@@ -221,10 +226,14 @@ float Event::elapsed_since(const Event& start) const {
   return ms;
 }
 
-Stream::Stream() { check(api().cuStreamCreate(&stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate"); }
+Stream::Stream() {
+  check(api().cuStreamCreate(&stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+}
 Stream::~Stream() {
   if (stream_) api().cuStreamDestroy(stream_);
 }
-void Stream::synchronize() const { check(api().cuStreamSynchronize(stream_), "cuStreamSynchronize"); }
+void Stream::synchronize() const {
+  check(api().cuStreamSynchronize(stream_), "cuStreamSynchronize");
+}
 
 }  // namespace moejit::cuda

@@ -12,16 +12,19 @@ namespace moejit::cuda {
 
 // The driver entry points moejit calls, resolved once through cuGetProcAddress.
 struct Api {
-#define MOEJIT_CUDA_API(X)                                                                      \
-  X(cuInit) X(cuDriverGetVersion) X(cuDeviceGetCount) X(cuDeviceGet) X(cuDeviceGetName)         \
-  X(cuDeviceGetAttribute) X(cuDeviceTotalMem) X(cuCtxGetCurrent) X(cuCtxSetCurrent)             \
-  X(cuCtxGetDevice) X(cuCtxSynchronize) X(cuDevicePrimaryCtxRetain) X(cuDevicePrimaryCtxRelease) \
-  X(cuModuleLoadData) X(cuModuleUnload) X(cuModuleGetFunction) X(cuFuncSetAttribute)            \
-  X(cuFuncGetAttribute) X(cuLaunchKernel) X(cuMemAlloc) X(cuMemFree) X(cuMemcpyHtoD)            \
-  X(cuMemcpyDtoH) X(cuMemcpyHtoDAsync) X(cuMemsetD8) X(cuMemsetD8Async) X(cuMemGetInfo)         \
-  X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize) X(cuEventCreate) X(cuEventRecord) \
-  X(cuEventSynchronize) X(cuEventElapsedTime) X(cuEventDestroy) X(cuGetErrorString)             \
-  X(cuGetErrorName)
+#define MOEJIT_CUDA_API(X)                                                                         \
+  X(cuInit)                                                                                        \
+  X(cuDriverGetVersion) X(cuDeviceGetCount) X(cuDeviceGet) X(cuDeviceGetName)                      \
+      X(cuDeviceGetAttribute) X(cuDeviceTotalMem) X(cuCtxGetCurrent) X(cuCtxSetCurrent)            \
+          X(cuCtxGetDevice) X(cuCtxSynchronize) X(cuDevicePrimaryCtxRetain)                        \
+              X(cuDevicePrimaryCtxRelease) X(cuModuleLoadData) X(cuModuleUnload)                   \
+                  X(cuModuleGetFunction) X(cuFuncSetAttribute) X(cuFuncGetAttribute)               \
+                      X(cuLaunchKernel) X(cuMemAlloc) X(cuMemFree) X(cuMemcpyHtoD) X(cuMemcpyDtoH) \
+                          X(cuMemcpyHtoDAsync) X(cuMemsetD8) X(cuMemsetD8Async) X(cuMemGetInfo)    \
+                              X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)          \
+                                  X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize)          \
+                                      X(cuEventElapsedTime) X(cuEventDestroy) X(cuGetErrorString)  \
+                                          X(cuGetErrorName)
 #define MOEJIT_DECLARE_FN(name) decltype(&::name) name = nullptr;
   MOEJIT_CUDA_API(MOEJIT_DECLARE_FN)
 #undef MOEJIT_DECLARE_FN
@@ -43,8 +46,8 @@ struct DeviceInfo {
   std::string name;
   int cc_major = 0, cc_minor = 0;
   int sm_count = 0;
-  int driver_version = 0;     // e.g. 13000
-  int smem_optin_bytes = 0;   // largest dynamic+static shared memory a block may opt in to
+  int driver_version = 0;    // e.g. 13000
+  int smem_optin_bytes = 0;  // largest dynamic+static shared memory a block may opt in to
   std::size_t total_memory = 0;
   // NVRTC target: "sm_90a" on Hopper (wgmma, setmaxnreg), "sm_<major><minor>" otherwise.
   std::string arch() const;
@@ -79,9 +82,13 @@ class DeviceBuffer {
   void upload(const void* host, std::size_t bytes);
   void download(void* host, std::size_t bytes) const;
   template <class T>
-  void upload(const std::vector<T>& v) { upload(v.data(), v.size() * sizeof(T)); }
+  void upload(const std::vector<T>& v) {
+    upload(v.data(), v.size() * sizeof(T));
+  }
   template <class T>
-  void download(std::vector<T>& v) const { download(v.data(), v.size() * sizeof(T)); }
+  void download(std::vector<T>& v) const {
+    download(v.data(), v.size() * sizeof(T));
+  }
   // Sets every byte; returns once the device memory holds the value.
   void fill_bytes(unsigned char value);
 

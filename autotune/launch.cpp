@@ -1,5 +1,6 @@
 #include "autotune/launch.hpp"
 
+#include <fmt/format.h>
 #include <climits>
 
 #include "compiler/error.hpp"
@@ -13,18 +14,19 @@ void prepare_function(CUfunction function, int dynamic_smem) {
               "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
 }
 
-void launch_forward(const KernelHandle& kernel, const ProjectionSpec& spec,
-                    const ForwardParams& params, CUstream stream) {
-  if (params.rows <= 0) return;
-  const std::int64_t grid = grid_size(spec, kernel.config, params.rows);
-  if (grid > INT_MAX)
-    throw InvalidArgument("rows", std::to_string(params.rows), "a grid of at most 2^31-1 CTAs");
-  void* args[] = {const_cast<ForwardParams*>(&params)};
-  cuda::check(cuda::api().cuLaunchKernel(kernel.function, static_cast<unsigned>(grid), 1, 1,
-                                         static_cast<unsigned>(kernel.config.threads()), 1, 1,
-                                         static_cast<unsigned>(kernel.dynamic_smem), stream, args,
-                                         nullptr),
-              "cuLaunchKernel(moe_lora_forward)");
+void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
+                   std::int64_t rows, CUstream stream) {
+  if (rows <= 0) return;
+  const LaunchDims dims = launch_dims(spec, kernel.config, rows);
+  if (dims.grid_x > INT_MAX)
+    throw InvalidArgument("rows", std::to_string(rows), "a grid of at most 2^31-1 CTAs");
+  void* args[] = {const_cast<void*>(params)};
+  const std::string call = fmt::format("cuLaunchKernel({})", to_string(spec.op));
+  cuda::check(cuda::api().cuLaunchKernel(
+                  kernel.function, static_cast<unsigned>(dims.grid_x),
+                  static_cast<unsigned>(dims.grid_y), 1, static_cast<unsigned>(dims.threads), 1, 1,
+                  static_cast<unsigned>(kernel.dynamic_smem), stream, args, nullptr),
+              call.c_str());
 }
 
 }  // namespace moejit

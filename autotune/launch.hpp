@@ -19,8 +19,15 @@ struct KernelHandle {
 // Raises the function's dynamic shared-memory limit to what `config` needs (once per function).
 void prepare_function(CUfunction function, int dynamic_smem);
 
-// Launches the forward kernel over `params.rows` grouped rows; does nothing when rows == 0.
-void launch_forward(const KernelHandle& kernel, const ProjectionSpec& spec,
-                    const ForwardParams& params, CUstream stream);
+// Launches the kernel of `spec.op` with the parameter block `params` (the struct of params.h that
+// the op takes) over `rows` = T*k grouped rows; does nothing when rows == 0.
+void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
+                   std::int64_t rows, CUstream stream);
+
+// The GEMM ops (forward, backward_dx) over `params.rows` grouped rows.
+inline void launch_forward(const KernelHandle& kernel, const ProjectionSpec& spec,
+                           const ForwardParams& params, CUstream stream) {
+  launch_kernel(kernel, spec, &params, params.rows, stream);
+}
 
 }  // namespace moejit

@@ -1,16 +1,17 @@
 #include "autotune/tuner.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <exception>
-#include <fmt/format.h>
 #include <mutex>
 #include <thread>
 
 #include "autotune/launch.hpp"
 #include "autotune/tuning_problem.hpp"
 #include "compiler/error.hpp"
+#include "compiler/kernel_view.hpp"
 #include "compiler/source.hpp"
 
 namespace moejit {
@@ -34,11 +35,48 @@ int accumulator_registers(const ProjectionSpec& spec, const TileConfig& c) {
 }  // namespace
 
 bool wgmma_supported(const ProjectionSpec& spec, const std::string& arch) {
-  return arch == "sm_90a" && spec.layout == WeightLayout::out_in && spec.lora == spec.act &&
-         spec.rank <= 128;
+  if (arch != "sm_90a" || family_of(spec.op) != KernelFamily::gemm) return false;
+  const GemmView v = gemm_view(spec);
+  return !v.in_out && v.a_dtype == spec.act && spec.rank <= 128;
+}
+
+namespace {
+
+int padded_rank(const ProjectionSpec& spec) {
+  return (spec.rank + 15) / 16 * 16;
+}
+
+std::vector<TileConfig> lora_grad_candidates(const ProjectionSpec& spec) {
+  const int rp = padded_rank(spec);
+  std::vector<TileConfig> out;
+  for (int warps_m : {1, 2})
+    for (int warps_n : {2, 4})
+      for (int bn : {64, 128})
+        for (int bk : {32, 64})
+          for (int stages : {2, 3}) {
+            const TileConfig c{rp, bn, bk, warps_m, warps_n, stages};
+            const int mf = rp / warps_m / 16, nf = bn / warps_n / 8;
+            if (rp % (16 * warps_m) == 0 && bn % (16 * warps_n) == 0 && 4 * mf * nf <= 128)
+              out.push_back(c);
+          }
+  return out;
+}
+
+TileConfig lora_grad_default(const ProjectionSpec& spec) {
+  const int rp = padded_rank(spec);
+  return TileConfig{rp, 128, 32, rp >= 64 ? 2 : 1, 4, 3};
+}
+
+}  // namespace
+
+bool is_tuned_op(OpKind op) {
+  const KernelFamily f = family_of(op);
+  return f == KernelFamily::gemm || f == KernelFamily::lora_grad;
 }
 
 std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std::string& arch) {
+  if (family_of(spec.op) == KernelFamily::lora_grad) return lora_grad_candidates(spec);
+  if (!is_tuned_op(spec.op)) return {TileConfig{}};
   struct Shape {
     int bm, bn, wm, wn;
   };
@@ -55,11 +93,14 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
   if (wgmma_supported(spec, arch))
     for (int bm : {64, 128})
       for (int bn : {128, 256})
-        for (int stages : {3, 4, 5}) out.push_back(TileConfig{bm, bn, 64, bm / 16, 1, stages, true});
+        for (int stages : {3, 4, 5})
+          out.push_back(TileConfig{bm, bn, 64, bm / 16, 1, stages, true});
   return out;
 }
 
 TileConfig default_config(const ProjectionSpec& spec, const std::string& arch) {
+  if (family_of(spec.op) == KernelFamily::lora_grad) return lora_grad_default(spec);
+  if (!is_tuned_op(spec.op)) return TileConfig{};
   if (wgmma_supported(spec, arch)) return TileConfig{128, 128, 64, 8, 1, 4, true};
   // 128x128 tiles with a 4-stage pipeline suit every Ampere/Ada/Hopper part (69 KB of shared
   // memory at r <= 16); large ranks move to 8 warps so the x*A^T tile is split four ways.
@@ -112,8 +153,8 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
                 const std::string& key) {
   TuneResult result;
   auto start = Clock::now();
-  result.candidates = compile_candidates(spec, candidate_configs(spec, device.arch()), device.arch(),
-                                         device.smem_optin_bytes, key);
+  result.candidates = compile_candidates(spec, candidate_configs(spec, device.arch()),
+                                         device.arch(), device.smem_optin_bytes, key);
   result.compile_seconds = seconds_since(start);
   result.compiled = static_cast<int>(result.candidates.size());
 
@@ -131,12 +172,12 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
     const cuda::Module module(c.kernel.cubin);
     const KernelHandle handle{module.function(c.kernel.lowered_name), c.config, c.dynamic_smem};
     prepare_function(handle.function, handle.dynamic_smem);
-    launch_forward(handle, spec, problem.params(), stream.get());  // warm-up
+    problem.launch(handle, stream.get());  // warm-up
     // One timed launch first; candidates already 1.5x slower than the best stop there.
     std::vector<float> times;
     for (int rep = 0; rep < 5; ++rep) {
       before.record(stream.get());
-      launch_forward(handle, spec, problem.params(), stream.get());
+      problem.launch(handle, stream.get());
       after.record(stream.get());
       times.push_back(after.elapsed_since(before));
       if (rep == 0 && times[0] > 1.5 * best) break;

@@ -19,6 +19,8 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec,
                                           const std::string& arch = "sm_80");
 // The config used without tuning on `arch`: a heuristic choice.
 TileConfig default_config(const ProjectionSpec& spec, const std::string& arch = "sm_80");
+// False for the small helper ops (pack_b, reduce_slots), which run their one fixed config.
+bool is_tuned_op(OpKind op);
 // True when the sm90 wgmma kernel can serve `spec` on `arch`.
 bool wgmma_supported(const ProjectionSpec& spec, const std::string& arch);
 
@@ -26,12 +28,12 @@ struct CompiledCandidate {
   TileConfig config;
   CompiledKernel kernel;
   int dynamic_smem = 0;
-  std::string pruned;  // empty when kept; otherwise why it was dropped before timing
+  std::string pruned;   // empty when kept; otherwise why it was dropped before timing
   double time_ms = -1;  // filled in by tune()
 };
 
-// Compiles `configs` for `arch` on up to `threads` threads (0: all cores) and marks the pruned ones:
-// static + dynamic shared memory above `smem_limit` bytes (0: no limit), or any spill.
+// Compiles `configs` for `arch` on up to `threads` threads (0: all cores) and marks the pruned
+// ones: static + dynamic shared memory above `smem_limit` bytes (0: no limit), or any spill.
 // Compile errors propagate as CompileError carrying `key`.
 std::vector<CompiledCandidate> compile_candidates(const ProjectionSpec& spec,
                                                   const std::vector<TileConfig>& configs,
@@ -45,7 +47,8 @@ struct TuneResult {
   double compile_seconds = 0, timing_seconds = 0;
 };
 
-// Compiles, prunes and times the candidate space on the current device for `tokens` tokens.
+// Compiles, prunes and times the candidate space of spec.op (a tuned op) on the current device for
+// `tokens` tokens.
 // Throws Error when every candidate is pruned.
 TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::DeviceInfo& device,
                 const std::string& key);

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 
+#include "compiler/kernel_view.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 
 namespace moejit {
@@ -31,9 +32,9 @@ class FillKernel {
     unsigned long long s = seed;
     void* ptr = buffer.ptr();
     void* args[] = {&ptr, &count, &type, &s, &scale};
-    cuda::check(cuda::api().cuLaunchKernel(function_, 1024, 1, 1, 256, 1, 1, 0, nullptr, args,
-                                           nullptr),
-                "cuLaunchKernel(fill_uniform)");
+    cuda::check(
+        cuda::api().cuLaunchKernel(function_, 1024, 1, 1, 256, 1, 1, 0, nullptr, args, nullptr),
+        "cuLaunchKernel(fill_uniform)");
   }
 
  private:
@@ -92,37 +93,61 @@ std::vector<char> index_bytes(const std::vector<std::int64_t>& values, IndexType
   return out;
 }
 
-TuningProblem::TuningProblem(const ProjectionSpec& spec, std::int64_t tokens, std::uint64_t seed) {
-  const std::size_t E = spec.experts, K = spec.in_features, N = spec.out_features, r = spec.rank;
-  const std::size_t rows = static_cast<std::size_t>(tokens) * spec.top_k;
-  const std::size_t x_rows = spec.grouped_in ? rows : static_cast<std::size_t>(tokens);
-  const float inv_sqrt_k = 1.0f / std::sqrt(static_cast<float>(K));
+TuningProblem::TuningProblem(const ProjectionSpec& spec, std::int64_t tokens, std::uint64_t seed)
+    : spec_(spec), rows_(tokens * spec.top_k) {
+  const std::size_t E = spec.experts, r = spec.rank, rows = static_cast<std::size_t>(rows_);
   const FillKernel fill;
-  x_ = random_buffer(fill, x_rows * K, spec.act, 1.0f, seed + 1);
-  w_ = random_buffer(fill, E * N * K, spec.act, inv_sqrt_k, seed + 2);
-  a_ = random_buffer(fill, E * r * K, spec.lora, inv_sqrt_k, seed + 3);
-  b_ = random_buffer(fill, N * r * E, spec.lora, 1.0f / std::sqrt(static_cast<float>(r)), seed + 4);
-  if (spec.has_bias) bias_ = random_buffer(fill, E * N, spec.act, 1.0f, seed + 5);
-  y_ = cuda::DeviceBuffer(std::max<std::size_t>(rows, 1) * N * size_of(spec.act));
-  const Routing routing = uniform_routing(spec.experts, spec.top_k, tokens, seed + 6);
-  const auto offsets = index_bytes(routing.expert_offsets, spec.index);
-  const auto scattered = index_bytes(routing.sorted_scattered_idxs, spec.index);
-  offsets_ = cuda::DeviceBuffer(offsets.size());
-  offsets_.upload(offsets);
-  scattered_ = cuda::DeviceBuffer(std::max<std::size_t>(scattered.size(), 16));
-  scattered_.upload(scattered);
-  cuda::check(cuda::api().cuCtxSynchronize(), "cuCtxSynchronize(after random fill)");
+  auto random = [&](std::size_t count, DType dtype, float scale) -> void* {
+    buffers_.push_back(
+        random_buffer(fill, std::max<std::size_t>(count, 8), dtype, scale, seed + buffers_.size()));
+    return buffers_.back().ptr();
+  };
+  auto upload = [&](const std::vector<char>& bytes) -> const void* {
+    buffers_.emplace_back(std::max<std::size_t>(bytes.size(), 16));
+    buffers_.back().upload(bytes.data(), bytes.size());
+    return buffers_.back().ptr();
+  };
+  const Routing routing = uniform_routing(spec.experts, spec.top_k, tokens, seed);
+  const void* offsets = upload(index_bytes(routing.expert_offsets, spec.index));
+  const void* scattered = upload(index_bytes(routing.sorted_scattered_idxs, spec.index));
 
-  params_.x = x_.ptr();
-  params_.w = w_.ptr();
-  params_.lora_a = a_.ptr();
-  params_.lora_b = b_.ptr();
-  params_.bias = spec.has_bias ? bias_.ptr() : nullptr;
-  params_.expert_offsets = offsets_.ptr();
-  params_.scattered_idxs = scattered_.ptr();
-  params_.y = y_.ptr();
-  params_.rows = static_cast<long long>(rows);
-  params_.scale = 2.0f;
+  if (family_of(spec.op) == KernelFamily::gemm) {
+    const GemmView v = gemm_view(spec);
+    const std::size_t k = v.k, n = v.n;
+    const std::size_t x_rows = v.grouped_in ? rows : rows / v.gather_div;
+    const float inv_sqrt_k = 1.0f / std::sqrt(static_cast<float>(k));
+    gemm_.x = random(x_rows * k, spec.act, 1.0f);
+    gemm_.w = random(E * n * k, spec.act, inv_sqrt_k);
+    gemm_.lora_a = random(E * r * k, v.a_dtype, inv_sqrt_k);
+    gemm_.lora_b = random(E * r * n, v.b_dtype, 1.0f / std::sqrt(static_cast<float>(r)));
+    gemm_.bias = v.has_bias ? random(E * n, spec.act, 1.0f) : nullptr;
+    gemm_.y = random(rows * n, spec.act, 1.0f);
+    // The backward's dx pass always saves dy * B for the gradients.
+    gemm_.xa_out = spec.op == OpKind::backward_dx
+                       ? static_cast<float*>(random(rows * r, DType::fp32, 1.0f))
+                       : nullptr;
+    gemm_.expert_offsets = offsets;
+    gemm_.scattered_idxs = scattered;
+    gemm_.rows = static_cast<long long>(rows);
+    gemm_.scale = 2.0f;
+  } else {
+    const GradView v = grad_view(spec);
+    const std::size_t v_rows = v.v_grouped ? rows : rows / v.gather_div;
+    grad_.u = static_cast<const float*>(random(rows * r, DType::fp32, 1.0f));
+    grad_.v = random(v_rows * v.d, spec.act, 1.0f);
+    grad_.out = random(E * r * v.d, spec.lora, 1.0f);
+    grad_.expert_offsets = offsets;
+    grad_.scattered_idxs = scattered;
+    grad_.rows = static_cast<long long>(rows);
+    grad_.scale = 2.0f;
+  }
+  cuda::check(cuda::api().cuCtxSynchronize(), "cuCtxSynchronize(after random fill)");
+}
+
+void TuningProblem::launch(const KernelHandle& kernel, CUstream stream) const {
+  const void* params = family_of(spec_.op) == KernelFamily::gemm ? static_cast<const void*>(&gemm_)
+                                                                 : static_cast<const void*>(&grad_);
+  launch_kernel(kernel, spec_, params, rows_, stream);
 }
 
 }  // namespace moejit

@@ -1,11 +1,12 @@
 #pragma once
-// A full-size problem on the device for timing candidates: every buffer filled with fresh uniform
-// random values by a device kernel (never zeros), and a uniform random top-k routing sorted by
-// expert as SPEC.md's routing convention describes.
+// A full-size problem on the device for timing candidates of one op: every buffer filled with
+// fresh uniform random values by a device kernel (never zeros), and a uniform random top-k routing
+// sorted by expert as SPEC.md's routing convention describes.
 #include <cstdint>
 #include <vector>
 
 #include "autotune/cuda_driver.hpp"
+#include "autotune/launch.hpp"
 #include "compiler/problem.hpp"
 #include "templates/moejit/params.h"
 
@@ -24,12 +25,16 @@ std::vector<char> index_bytes(const std::vector<std::int64_t>& values, IndexType
 
 class TuningProblem {
  public:
+  // Buffers for the op of `spec` (forward, backward_dx, grad_a or grad_b).
   TuningProblem(const ProjectionSpec& spec, std::int64_t tokens, std::uint64_t seed = 1);
-  const ForwardParams& params() const { return params_; }
+  void launch(const KernelHandle& kernel, CUstream stream) const;
 
  private:
-  cuda::DeviceBuffer x_, w_, a_, b_, bias_, offsets_, scattered_, y_;
-  ForwardParams params_{};
+  ProjectionSpec spec_;
+  std::int64_t rows_ = 0;
+  std::vector<cuda::DeviceBuffer> buffers_;
+  ForwardParams gemm_{};
+  LoraGradParams grad_{};
 };
 
 }  // namespace moejit

@@ -28,8 +28,8 @@ std::string program_log(nvrtcProgram program) {
 
 void check(nvrtcResult result, const char* call, const CompileRequest& request) {
   if (result != NVRTC_SUCCESS)
-    throw CompileError(fmt::format("{} failed: {} (key: {})", call, nvrtcGetErrorString(result),
-                                   request.key));
+    throw CompileError(
+        fmt::format("{} failed: {} (key: {})", call, nvrtcGetErrorString(result), request.key));
 }
 
 }  // namespace
@@ -37,7 +37,8 @@ void check(nvrtcResult result, const char* call, const CompileRequest& request) 
 void validate_arch(const std::string& arch) {
   static const std::regex kArch(R"(sm_\d{2,3}a?)");
   if (!std::regex_match(arch, kArch))
-    throw InvalidArgument("arch", "'" + arch + "'", "sm_<compute capability>, e.g. sm_90a or sm_80");
+    throw InvalidArgument("arch", "'" + arch + "'",
+                          "sm_<compute capability>, e.g. sm_90a or sm_80");
 }
 
 std::vector<std::string> compile_options(const std::string& arch) {
@@ -75,9 +76,9 @@ CompiledKernel compile(const CompileRequest& request) {
   CompiledKernel out;
   out.log = program_log(raw);
   if (result != NVRTC_SUCCESS)
-    throw CompileError(fmt::format("NVRTC failed to compile {} ({}).\nkey: {}\noptions: {}\nlog:\n{}",
-                                   request.name_expression, nvrtcGetErrorString(result),
-                                   request.key, fmt::join(options, " "), out.log));
+    throw CompileError(fmt::format(
+        "NVRTC failed to compile {} ({}).\nkey: {}\noptions: {}\nlog:\n{}", request.name_expression,
+        nvrtcGetErrorString(result), request.key, fmt::join(options, " "), out.log));
 
   const char* lowered = nullptr;
   check(nvrtcGetLoweredName(raw, request.name_expression.c_str(), &lowered), "nvrtcGetLoweredName",

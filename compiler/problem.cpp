@@ -1,7 +1,7 @@
 #include "compiler/problem.hpp"
 
-#include <array>
 #include <fmt/format.h>
+#include <array>
 #include <utility>
 
 #include "compiler/error.hpp"
@@ -12,8 +12,8 @@ namespace {
 template <class Enum, std::size_t N>
 using NameTable = std::array<std::pair<Enum, std::string_view>, N>;
 
-constexpr NameTable<DType, 3> kDTypes{{{DType::bf16, "bf16"}, {DType::fp16, "fp16"},
-                                       {DType::fp32, "fp32"}}};
+constexpr NameTable<DType, 3> kDTypes{
+    {{DType::bf16, "bf16"}, {DType::fp16, "fp16"}, {DType::fp32, "fp32"}}};
 constexpr NameTable<IndexType, 2> kIndexTypes{
     {{IndexType::int32, "int32"}, {IndexType::int64, "int64"}}};
 constexpr NameTable<WeightFormat, 4> kWeightFormats{{{WeightFormat::bf16, "bf16"},
@@ -26,11 +26,11 @@ constexpr NameTable<BStorage, 3> kBStorages{{{BStorage::peft, "peft"},
                                              {BStorage::expert_major, "expert_major"},
                                              {BStorage::stacked, "stacked"}}};
 constexpr NameTable<OpKind, 6> kOps{{{OpKind::forward, "forward"},
-                                      {OpKind::backward_dx, "backward_dx"},
-                                      {OpKind::grad_a, "grad_a"},
-                                      {OpKind::grad_b, "grad_b"},
-                                      {OpKind::pack_b, "pack_b"},
-                                      {OpKind::reduce_slots, "reduce_slots"}}};
+                                     {OpKind::backward_dx, "backward_dx"},
+                                     {OpKind::grad_a, "grad_a"},
+                                     {OpKind::grad_b, "grad_b"},
+                                     {OpKind::pack_b, "pack_b"},
+                                     {OpKind::reduce_slots, "reduce_slots"}}};
 
 template <class Enum, std::size_t N>
 std::string_view name_of(const NameTable<Enum, N>& table, Enum value) {
@@ -46,24 +46,38 @@ Enum parse(const NameTable<Enum, N>& table, std::string_view text, std::string_v
     if (name == text) return e;
     accepted += (accepted.empty() ? "" : ", ") + std::string(name);
   }
-  throw InvalidArgument(std::string(argument), "'" + std::string(text) + "'",
-                        "one of " + accepted);
+  throw InvalidArgument(std::string(argument), "'" + std::string(text) + "'", "one of " + accepted);
 }
 
 void require(bool ok, std::string_view argument, long long value, std::string_view expected) {
-  if (!ok) throw InvalidArgument(std::string(argument), std::to_string(value), std::string(expected));
+  if (!ok)
+    throw InvalidArgument(std::string(argument), std::to_string(value), std::string(expected));
 }
 
 }  // namespace
 
-std::string_view to_string(DType v) { return name_of(kDTypes, v); }
-std::string_view to_string(IndexType v) { return name_of(kIndexTypes, v); }
-std::string_view to_string(WeightFormat v) { return name_of(kWeightFormats, v); }
-std::string_view to_string(WeightLayout v) { return name_of(kLayouts, v); }
-std::string_view to_string(BStorage v) { return name_of(kBStorages, v); }
-std::string_view to_string(OpKind v) { return name_of(kOps, v); }
+std::string_view to_string(DType v) {
+  return name_of(kDTypes, v);
+}
+std::string_view to_string(IndexType v) {
+  return name_of(kIndexTypes, v);
+}
+std::string_view to_string(WeightFormat v) {
+  return name_of(kWeightFormats, v);
+}
+std::string_view to_string(WeightLayout v) {
+  return name_of(kLayouts, v);
+}
+std::string_view to_string(BStorage v) {
+  return name_of(kBStorages, v);
+}
+std::string_view to_string(OpKind v) {
+  return name_of(kOps, v);
+}
 
-DType parse_dtype(std::string_view t, std::string_view a) { return parse(kDTypes, t, a); }
+DType parse_dtype(std::string_view t, std::string_view a) {
+  return parse(kDTypes, t, a);
+}
 IndexType parse_index_type(std::string_view t, std::string_view a) {
   return parse(kIndexTypes, t, a);
 }
@@ -73,11 +87,19 @@ WeightFormat parse_weight_format(std::string_view t, std::string_view a) {
 WeightLayout parse_weight_layout(std::string_view t, std::string_view a) {
   return parse(kLayouts, t, a);
 }
-BStorage parse_b_storage(std::string_view t, std::string_view a) { return parse(kBStorages, t, a); }
-OpKind parse_op(std::string_view t, std::string_view a) { return parse(kOps, t, a); }
+BStorage parse_b_storage(std::string_view t, std::string_view a) {
+  return parse(kBStorages, t, a);
+}
+OpKind parse_op(std::string_view t, std::string_view a) {
+  return parse(kOps, t, a);
+}
 
-std::size_t size_of(DType t) { return t == DType::fp32 ? 4 : 2; }
-std::size_t size_of(IndexType t) { return t == IndexType::int64 ? 8 : 4; }
+std::size_t size_of(DType t) {
+  return t == DType::fp32 ? 4 : 2;
+}
+std::size_t size_of(IndexType t) {
+  return t == IndexType::int64 ? 8 : 4;
+}
 
 void ProjectionSpec::validate() const {
   require(experts >= 1, "experts", experts, ">= 1");
@@ -91,9 +113,9 @@ void ProjectionSpec::validate() const {
     throw InvalidArgument("act", "fp32", "bf16 or fp16 (activations are 16-bit)");
   const bool quantized = weights == WeightFormat::nf4 || weights == WeightFormat::int8_rowwise;
   if (!quantized && static_cast<int>(weights) != static_cast<int>(act))
-    throw InvalidArgument("weights", std::string(to_string(weights)),
-                          "the act dtype (" + std::string(to_string(act)) +
-                              ") for unquantized base weights");
+    throw InvalidArgument(
+        "weights", std::string(to_string(weights)),
+        "the act dtype (" + std::string(to_string(act)) + ") for unquantized base weights");
   if (weights == WeightFormat::nf4) {
     const int bs = quant_blocksize;
     require(bs >= 32 && bs <= 4096 && (bs & (bs - 1)) == 0, "quant_blocksize", bs,

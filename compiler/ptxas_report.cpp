@@ -22,7 +22,8 @@ PtxasReport parse_ptxas_report(std::string_view log, std::string_view lowered_na
        at = text.find(marker, at + 1)) {
     const std::size_t name_begin = at + marker.size();
     const std::size_t name_end = text.find('\'', name_begin);
-    if (lowered_name.empty() || text.compare(name_begin, name_end - name_begin, lowered_name) == 0) {
+    if (lowered_name.empty() ||
+        text.compare(name_begin, name_end - name_begin, lowered_name) == 0) {
       begin = at;
       break;
     }

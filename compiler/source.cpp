@@ -1,22 +1,25 @@
 #include "compiler/source.hpp"
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 
 #include "compiler/error.hpp"
+#include "compiler/kernel_view.hpp"
 
 namespace moejit {
 namespace {
 
-constexpr const char* kForwardStub = R"(// moejit generated kernel: {description}
+constexpr const char* kGemmStub = R"(// moejit generated kernel: {description}
 #include "{header}"
 namespace moejit_cfg {{
 struct Config {{
   using Act = {act};
   using Lora = {lora};
+  using LoraB = {lora_b};
   using Index = {index};
   static constexpr int kExperts = {experts};
   static constexpr int kTopK = {top_k};
+  static constexpr int kGatherDiv = {gather_div};
   static constexpr int kK = {k};
   static constexpr int kN = {n};
   static constexpr int kRank = {rank};
@@ -36,16 +39,62 @@ struct Config {{
 }}  // namespace moejit_cfg
 )";
 
+constexpr const char* kGradStub = R"(// moejit generated kernel: {description}
+#include "moejit/lora_grad.cuh"
+namespace moejit_cfg {{
+struct Config {{
+  using Act = {act};
+  using Out = {lora};
+  using Index = {index};
+  static constexpr int kExperts = {experts};
+  static constexpr int kRank = {rank};
+  static constexpr int kD = {d};
+  static constexpr bool kVGrouped = {v_grouped};
+  static constexpr int kGatherDiv = {gather_div};
+  static constexpr int kOutStorage = {out_storage};
+  static constexpr int kBlockN = {block_n};
+  static constexpr int kBlockK = {block_k};
+  static constexpr int kWarpsM = {warps_m};
+  static constexpr int kWarpsN = {warps_n};
+  static constexpr int kStages = {stages};
+  static constexpr int kSmemBytes = {smem_bytes};
+}};
+}}  // namespace moejit_cfg
+)";
+
+constexpr const char* kAuxStub = R"(// moejit generated kernel: {description}
+#include "moejit/aux.cuh"
+namespace moejit_cfg {{
+struct Config {{
+  using Act = {act};
+  using Lora = {lora};
+  static constexpr int kExperts = {experts};
+  static constexpr int kTopK = {top_k};
+  static constexpr int kK = {k};
+  static constexpr int kN = {n};
+  static constexpr int kRank = {rank};
+  static constexpr int kBStorage = {b_storage};
+}};
+}}  // namespace moejit_cfg
+)";
+
+constexpr int kAuxThreads = 256;
+
 const char* device_type(DType t) {
   switch (t) {
-    case DType::bf16: return "moejit::bf16";
-    case DType::fp16: return "moejit::fp16";
-    case DType::fp32: return "float";
+    case DType::bf16:
+      return "moejit::bf16";
+    case DType::fp16:
+      return "moejit::fp16";
+    case DType::fp32:
+      return "float";
   }
   return "?";
 }
 
-int padded_rank(int rank) { return (rank + 15) / 16 * 16; }
+int padded_rank(int rank) {
+  return (rank + 15) / 16 * 16;
+}
 
 // Bytes of a shared-memory tile row of `bytes` bytes, padded as templates/moejit/tile.cuh pads it.
 int padded_row_bytes(int bytes) {
@@ -54,57 +103,150 @@ int padded_row_bytes(int bytes) {
   return stride * 16;
 }
 
-}  // namespace
-
-int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
-  const int rp = padded_rank(spec.rank);
-  // Epilogue tiles (B_e and x*A^T in the 16-bit act dtype) and the source/destination row lists.
-  const int epilogue = (c.block_n + c.block_m) * padded_row_bytes(rp * 2) + c.block_m * 16;
-  if (c.wgmma)  // 128-byte rows everywhere, plus slack to align the tiles to 1024 bytes
-    return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 + epilogue;
-  const int act = static_cast<int>(size_of(spec.act));
-  const int lora = static_cast<int>(size_of(spec.lora));
-  const int stage = c.block_m * c.block_k * act + c.block_k * c.block_n * act + rp * c.block_k * lora;
-  return c.stages * stage + epilogue;
+std::string describe(const ProjectionSpec& spec, const TileConfig& c) {
+  return spec.describe() + " config=" + c.name();
 }
 
-std::int64_t grid_size(const ProjectionSpec& spec, const TileConfig& c, std::int64_t rows) {
-  const std::int64_t n_tiles = (spec.out_features + c.block_n - 1) / c.block_n;
-  const std::int64_t row_tiles =
-      (rows + c.block_m - 1) / c.block_m + std::min<std::int64_t>(spec.experts, rows);
-  return n_tiles * row_tiles;
-}
-
-KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& c) {
-  spec.validate();
-  c.validate();
-  if (spec.weights != WeightFormat::bf16 && spec.weights != WeightFormat::fp16)
-    throw InvalidArgument("weights", std::string(to_string(spec.weights)),
-                          "bf16 or fp16 (quantized formats are not generated yet)");
-  if (c.wgmma && (spec.layout != WeightLayout::out_in || spec.lora != spec.act))
+KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
+  const GemmView v = gemm_view(spec);
+  if (c.wgmma && (v.in_out || v.a_dtype != spec.act))
     throw InvalidArgument("tile config", c.name(),
-                          "a non-wgmma config: the sm90 kernel needs out_in weights and lora dtype "
-                          "== act dtype");
+                          "a non-wgmma config: the sm90 kernel needs K-major weights (out_in for "
+                          "the forward, in_out for backward_dx) and lora dtype == act dtype");
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
   using fmt::arg;
   out.source = fmt::format(
-      kForwardStub, arg("description", spec.describe() + " config=" + c.name()),
+      kGemmStub, arg("description", describe(spec, c)),
       arg("header", c.wgmma ? "moejit/forward_sm90.cuh" : "moejit/forward.cuh"),
-      arg("act", device_type(spec.act)), arg("lora", device_type(spec.lora)),
+      arg("act", device_type(spec.act)), arg("lora", device_type(v.a_dtype)),
+      arg("lora_b", device_type(v.b_dtype)),
       arg("index", spec.index == IndexType::int64 ? "long long" : "int"),
-      arg("experts", spec.experts), arg("top_k", spec.top_k), arg("k", spec.in_features),
-      arg("n", spec.out_features), arg("rank", spec.rank),
-      arg("in_out", spec.layout == WeightLayout::in_out),
-      arg("b_storage", static_cast<int>(spec.b_storage)), arg("grouped_in", spec.grouped_in),
-      arg("grouped_out", spec.grouped_out), arg("has_bias", spec.has_bias),
-      arg("block_m", c.block_m), arg("block_n", c.block_n), arg("block_k", c.block_k),
-      arg("warps_m", c.warps_m), arg("warps_n", c.warps_n), arg("stages", c.stages),
-      arg("smem_bytes", out.dynamic_smem));
+      arg("experts", spec.experts), arg("top_k", spec.top_k), arg("gather_div", v.gather_div),
+      arg("k", v.k), arg("n", v.n), arg("rank", spec.rank), arg("in_out", v.in_out),
+      arg("b_storage", v.b_storage), arg("grouped_in", v.grouped_in),
+      arg("grouped_out", v.grouped_out), arg("has_bias", v.has_bias), arg("block_m", c.block_m),
+      arg("block_n", c.block_n), arg("block_k", c.block_k), arg("warps_m", c.warps_m),
+      arg("warps_n", c.warps_n), arg("stages", c.stages), arg("smem_bytes", out.dynamic_smem));
   out.name_expression = c.wgmma ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
                                 : "moejit::moe_lora_forward<moejit_cfg::Config>";
   return out;
+}
+
+KernelSource render_grad(const ProjectionSpec& spec, const TileConfig& c) {
+  const GradView v = grad_view(spec);
+  if (c.wgmma || c.block_m != padded_rank(spec.rank))
+    throw InvalidArgument("tile config", c.name(),
+                          fmt::format("a lora_grad config: no wgmma, block_m = padded rank {}",
+                                      padded_rank(spec.rank)));
+  KernelSource out;
+  out.threads = c.threads();
+  out.dynamic_smem = dynamic_smem_bytes(spec, c);
+  using fmt::arg;
+  out.source =
+      fmt::format(kGradStub, arg("description", describe(spec, c)),
+                  arg("act", device_type(spec.act)), arg("lora", device_type(spec.lora)),
+                  arg("index", spec.index == IndexType::int64 ? "long long" : "int"),
+                  arg("experts", spec.experts), arg("rank", spec.rank), arg("d", v.d),
+                  arg("v_grouped", v.v_grouped), arg("gather_div", v.gather_div),
+                  arg("out_storage", v.out_storage), arg("block_n", c.block_n),
+                  arg("block_k", c.block_k), arg("warps_m", c.warps_m), arg("warps_n", c.warps_n),
+                  arg("stages", c.stages), arg("smem_bytes", out.dynamic_smem));
+  out.name_expression = "moejit::moe_lora_grad<moejit_cfg::Config>";
+  return out;
+}
+
+KernelSource render_aux(const ProjectionSpec& spec, const TileConfig& c) {
+  KernelSource out;
+  out.threads = kAuxThreads;
+  using fmt::arg;
+  out.source = fmt::format(
+      kAuxStub, arg("description", describe(spec, c)), arg("act", device_type(spec.act)),
+      arg("lora", device_type(spec.lora)), arg("experts", spec.experts), arg("top_k", spec.top_k),
+      arg("k", spec.in_features), arg("n", spec.out_features), arg("rank", spec.rank),
+      arg("b_storage", static_cast<int>(spec.b_storage)));
+  out.name_expression = spec.op == OpKind::pack_b ? "moejit::pack_lora_b<moejit_cfg::Config>"
+                                                  : "moejit::reduce_slots<moejit_cfg::Config>";
+  return out;
+}
+
+}  // namespace
+
+int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
+  const int rp = padded_rank(spec.rank);
+  switch (family_of(spec.op)) {
+    case KernelFamily::gemm: {
+      const GemmView v = gemm_view(spec);
+      // Epilogue tiles (B_e and x*A^T in the 16-bit act dtype) and the source/destination rows.
+      const int epilogue = (c.block_n + c.block_m) * padded_row_bytes(rp * 2) + c.block_m * 16;
+      if (c.wgmma)  // 128-byte rows everywhere, plus slack to align the tiles to 1024 bytes
+        return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 + epilogue;
+      const int a = static_cast<int>(size_of(v.a_dtype));
+      const int stage = c.block_m * c.block_k * 2 + c.block_k * c.block_n * 2 + rp * c.block_k * a;
+      return c.stages * stage + epilogue;
+    }
+    case KernelFamily::lora_grad:
+      return c.stages * c.block_k * (padded_row_bytes(c.block_n * 2) + padded_row_bytes(rp * 2));
+    default:
+      return 0;
+  }
+}
+
+LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& c, std::int64_t rows) {
+  LaunchDims d;
+  switch (family_of(spec.op)) {
+    case KernelFamily::gemm: {
+      const std::int64_t n_tiles = (gemm_view(spec).n + c.block_n - 1) / c.block_n;
+      const std::int64_t row_tiles =
+          (rows + c.block_m - 1) / c.block_m + std::min<std::int64_t>(spec.experts, rows);
+      d.grid_x = n_tiles * row_tiles;
+      d.threads = c.threads();
+      d.dynamic_smem = dynamic_smem_bytes(spec, c);
+      return d;
+    }
+    case KernelFamily::lora_grad:
+      d.grid_x = (grad_view(spec).d + c.block_n - 1) / c.block_n;
+      d.grid_y = spec.experts;
+      d.threads = c.threads();
+      d.dynamic_smem = dynamic_smem_bytes(spec, c);
+      return d;
+    case KernelFamily::pack_b: {
+      const std::int64_t count =
+          static_cast<std::int64_t>(spec.experts) * spec.rank * spec.out_features;
+      d.grid_x = std::clamp<std::int64_t>((count + kAuxThreads - 1) / kAuxThreads, 1, 4096);
+      d.threads = kAuxThreads;
+      return d;
+    }
+    case KernelFamily::reduce_slots: {
+      const std::int64_t pairs = rows / spec.top_k * (spec.in_features / 2);
+      d.grid_x = std::clamp<std::int64_t>((pairs + kAuxThreads - 1) / kAuxThreads, 1, 8192);
+      d.threads = kAuxThreads;
+      return d;
+    }
+  }
+  return d;
+}
+
+std::int64_t grid_size(const ProjectionSpec& spec, const TileConfig& c, std::int64_t rows) {
+  return launch_dims(spec, c, rows).grid_x;
+}
+
+KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& c) {
+  spec.validate();
+  if (spec.weights != WeightFormat::bf16 && spec.weights != WeightFormat::fp16)
+    throw InvalidArgument("weights", std::string(to_string(spec.weights)),
+                          "bf16 or fp16 (quantized formats are not generated yet)");
+  switch (family_of(spec.op)) {
+    case KernelFamily::gemm:
+      c.validate();
+      return render_gemm(spec, c);
+    case KernelFamily::lora_grad:
+      c.validate();
+      return render_grad(spec, c);
+    default:
+      return render_aux(spec, c);
+  }
 }
 
 }  // namespace moejit

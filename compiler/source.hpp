@@ -10,7 +10,7 @@
 namespace moejit {
 
 // Bump when the stub or the meaning of a config field changes; part of every cache key.
-inline constexpr int kGeneratorVersion = 1;
+inline constexpr int kGeneratorVersion = 2;
 
 struct KernelSource {
   std::string source;
@@ -25,8 +25,19 @@ KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& 
 // Shared memory the kernel for (spec, config) asks for at launch.
 int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& config);
 
-// Number of CTAs for `rows` grouped rows: every N tile times an upper bound on the row tiles
-// (each expert adds at most one partial tile); surplus CTAs exit at once.
+struct LaunchDims {
+  std::int64_t grid_x = 0;
+  int grid_y = 1;
+  int threads = 0;
+  int dynamic_smem = 0;
+};
+
+// Grid for `rows` = T*k grouped rows. GEMM ops: every N tile times an upper bound on the row
+// tiles (each expert adds at most one partial tile; surplus CTAs exit at once). lora_grad: column
+// tiles x experts. Helper ops: a grid-stride loop.
+LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& config, std::int64_t rows);
+
+// Kept for the GEMM ops: launch_dims(...).grid_x.
 std::int64_t grid_size(const ProjectionSpec& spec, const TileConfig& config, std::int64_t rows);
 
 }  // namespace moejit

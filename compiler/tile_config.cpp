@@ -15,7 +15,8 @@ std::string TileConfig::name() const {
 void TileConfig::validate() const {
   auto fail = [&](const char* what) { throw InvalidArgument("tile config", name(), what); };
   if (wgmma) {
-    if (block_m != 64 && block_m != 128) fail("wgmma: block_m of 64 or 128 (one or two warpgroups)");
+    if (block_m != 64 && block_m != 128)
+      fail("wgmma: block_m of 64 or 128 (one or two warpgroups)");
     if (block_n != 64 && block_n != 128 && block_n != 256) fail("wgmma: block_n of 64, 128 or 256");
     if (block_k != 64) fail("wgmma: block_k of 64");
     if (warps_m != block_m / 16 || warps_n != 1) fail("wgmma: warps_m = block_m / 16, warps_n = 1");
@@ -31,7 +32,8 @@ void TileConfig::validate() const {
 
 void to_json(nlohmann::json& j, const TileConfig& c) {
   j = nlohmann::json{{"block_m", c.block_m}, {"block_n", c.block_n}, {"block_k", c.block_k},
-                     {"warps_m", c.warps_m}, {"warps_n", c.warps_n}, {"stages", c.stages}, {"wgmma", c.wgmma}};
+                     {"warps_m", c.warps_m}, {"warps_n", c.warps_n}, {"stages", c.stages},
+                     {"wgmma", c.wgmma}};
 }
 
 void from_json(const nlohmann::json& j, TileConfig& c) {

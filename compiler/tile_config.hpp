@@ -17,7 +17,8 @@ struct TileConfig {
   bool wgmma = false;
 
   int threads() const { return 32 * warps_m * warps_n; }
-  // "m128n128k32_w2x2_s3" ("..._wg" for wgmma): stable, human-readable, used in listings and cache values.
+  // "m128n128k32_w2x2_s3" ("..._wg" for wgmma): stable, human-readable, used in listings and cache
+  // values.
   std::string name() const;
   // Throws InvalidArgument when the config cannot be instantiated (e.g. warp tile not a multiple
   // of the mma shape).

@@ -14,7 +14,9 @@ constexpr std::array<ModelPreset, 4> kPresets{{
 
 }  // namespace
 
-std::span<const ModelPreset> model_presets() { return kPresets; }
+std::span<const ModelPreset> model_presets() {
+  return kPresets;
+}
 
 std::optional<ModelPreset> find_preset(std::string_view name) {
   for (const auto& p : kPresets)
@@ -22,7 +24,9 @@ std::optional<ModelPreset> find_preset(std::string_view name) {
   return std::nullopt;
 }
 
-std::string_view to_string(Projection p) { return p == Projection::gate_up ? "gate_up" : "down"; }
+std::string_view to_string(Projection p) {
+  return p == Projection::gate_up ? "gate_up" : "down";
+}
 
 ProjectionSpec projection_spec(const ModelPreset& model, Projection proj, int rank, DType act,
                                DType lora) {

@@ -1,7 +1,8 @@
 #include "runtime/runtime.hpp"
 
-#include <chrono>
 #include <fmt/format.h>
+#include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <mutex>
 #include <unordered_map>
@@ -13,6 +14,7 @@
 #include "compiler/nvrtc_compiler.hpp"
 #include "compiler/source.hpp"
 #include "runtime/validation.hpp"
+#include "runtime/warm.hpp"
 #include "templates/embedded.hpp"
 
 namespace moejit {
@@ -69,15 +71,17 @@ struct Runtime::Impl {
         store(cache_path) {}
 
   CacheKey key_for(const ProjectionSpec& spec, std::int64_t bucket, DeviceIdentity who) const {
-    return CacheKey{std::move(who),   nvrtc_version(), std::string(templates::bundle_hash()),
-                    kGeneratorVersion, spec,           bucket};
+    return CacheKey{
+        std::move(who), nvrtc_version(), std::string(templates::bundle_hash()), kGeneratorVersion,
+        spec,           bucket};
   }
 
   // Cache entry for the key: from the store, else tuned or compiled (and stored).
   CacheEntry find_or_build(const ProjectionSpec& spec, std::int64_t bucket) {
     const CacheKey key = key_for(spec, bucket, identity);
     LookupResult found = store.lookup(key);
-    if (found.status == LookupStatus::hit && (found.entry->tuned || !options.tune)) {
+    const bool tunable = options.tune && is_tuned_op(spec.op);
+    if (found.status == LookupStatus::hit && (found.entry->tuned || !tunable)) {
       ++stats.cache_hits;
       return *found.entry;
     }
@@ -87,7 +91,7 @@ struct Runtime::Impl {
     ++stats.cache_misses;
     CacheEntry entry;
     entry.key = key;
-    if (options.tune) {
+    if (tunable) {
       const TuneResult tuned = tune(spec, bucket, device, key.text());
       stats.compiles += tuned.compiled;
       ++stats.tunes;
@@ -99,14 +103,15 @@ struct Runtime::Impl {
       entry.tuned = true;
     } else {
       // An offline build for this arch serves until the entry is tuned in place.
-      const LookupResult offline = store.lookup(key_for(spec, bucket, DeviceIdentity::offline(identity.arch)));
+      const LookupResult offline =
+          store.lookup(key_for(spec, bucket, DeviceIdentity::offline(identity.arch)));
       if (offline.status == LookupStatus::hit) {
         ++stats.cache_hits;
         return *offline.entry;
       }
       const TileConfig config = default_config(spec, identity.arch);
-      const auto compiled = compile_candidates(spec, {config}, identity.arch,
-                                               device.smem_optin_bytes, key.text(), 1);
+      const auto compiled =
+          compile_candidates(spec, {config}, identity.arch, device.smem_optin_bytes, key.text(), 1);
       ++stats.compiles;
       entry.config = config;
       entry.cubin = compiled[0].kernel.cubin;
@@ -118,7 +123,8 @@ struct Runtime::Impl {
   }
 
   const LoadedKernel& get(const ProjectionSpec& spec, std::int64_t tokens) {
-    const MemoryKey mk{spec, token_bucket(tokens)};
+    // The helper ops do not depend on the token count: one entry serves every bucket.
+    const MemoryKey mk{spec, is_tuned_op(spec.op) ? token_bucket(tokens) : 1};
     if (auto it = loaded.find(mk); it != loaded.end()) {
       ++stats.memory_hits;
       return it->second;
@@ -136,9 +142,50 @@ struct Runtime::Impl {
 Runtime::Runtime(RuntimeOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Runtime::~Runtime() = default;
 
+namespace {
+
+std::size_t align256(std::size_t bytes) {
+  return (bytes + 255) / 256 * 256;
+}
+
+// The backward workspace, carved in this order (each part 256-byte aligned).
+struct WorkspaceLayout {
+  std::size_t dy_b = 0, b_packed = 0, xa = 0, slots = 0, total = 0;
+};
+
+WorkspaceLayout workspace_layout(const ProjectionSpec& spec, std::int64_t tokens) {
+  const std::size_t rows = static_cast<std::size_t>(std::max<std::int64_t>(tokens, 0)) * spec.top_k;
+  const std::size_t r = spec.rank, act = size_of(spec.act);
+  WorkspaceLayout w;
+  w.dy_b = 0;
+  w.b_packed = w.dy_b + align256(rows * r * 4);
+  w.xa =
+      w.b_packed + align256(static_cast<std::size_t>(spec.experts) * r * spec.out_features * act);
+  w.slots = w.xa + align256(rows * r * 4);
+  const bool per_slot = !spec.grouped_in && spec.top_k > 1;
+  w.total = w.slots + (per_slot ? align256(rows * spec.in_features * act) : 0);
+  return w;
+}
+
+ProjectionSpec with_op(ProjectionSpec spec, OpKind op) {
+  spec.op = op;
+  return spec;
+}
+
+}  // namespace
+
+std::size_t backward_workspace_bytes(const ProjectionSpec& spec, std::int64_t tokens) {
+  return workspace_layout(spec, tokens).total;
+}
+
 void Runtime::forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstream stream) {
   validate_forward_args(spec, args);
-  if (impl_->options.validate) validate_routing(spec, args, stream);
+  if (spec.op != OpKind::forward)
+    throw InvalidArgument("spec.op", std::string(to_string(spec.op)), "forward");
+  if (impl_->options.validate)
+    validate_routing(spec, args.tokens,
+                     {args.expert_offsets, args.sorted_scattered_idxs, args.sorted_expert_idxs},
+                     stream);
   const std::int64_t rows = args.tokens * spec.top_k;
   if (rows == 0) return;
   ForwardParams p{};
@@ -150,6 +197,7 @@ void Runtime::forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstr
   p.expert_offsets = args.expert_offsets;
   p.scattered_idxs = args.sorted_scattered_idxs;
   p.y = args.y;
+  p.xa_out = args.save_xa;
   p.rows = rows;
   p.scale = args.scale;
   std::lock_guard lock(impl_->mutex);
@@ -158,18 +206,95 @@ void Runtime::forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstr
   ++impl_->stats.launches;
 }
 
-TileConfig Runtime::prepare(const ProjectionSpec& spec, std::int64_t tokens) {
+void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUstream stream) {
+  validate_backward_args(spec, args);
+  if (impl_->options.validate)
+    validate_routing(spec, args.tokens,
+                     {args.expert_offsets, args.sorted_scattered_idxs, args.sorted_expert_idxs},
+                     stream);
+  const cuda::Api& api = cuda::api();
+  const std::int64_t rows = args.tokens * spec.top_k;
+  const std::size_t r = spec.rank;
+  const std::size_t da_bytes = spec.experts * r * spec.in_features * size_of(spec.lora);
+  const std::size_t db_bytes = spec.experts * r * spec.out_features * size_of(spec.lora);
+  if (rows == 0) {  // no rows: every expert's gradients are zero, dX is empty
+    cuda::check(api.cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(args.da), 0, da_bytes, stream),
+                "cuMemsetD8Async(da)");
+    cuda::check(api.cuMemsetD8Async(reinterpret_cast<CUdeviceptr>(args.db), 0, db_bytes, stream),
+                "cuMemsetD8Async(db)");
+    return;
+  }
+  const WorkspaceLayout ws = workspace_layout(spec, args.tokens);
+  char* workspace = static_cast<char*>(args.workspace);
+  float* dy_b = reinterpret_cast<float*>(workspace + ws.dy_b);
+  void* b_packed = workspace + ws.b_packed;
+  const float* xa = args.xa ? args.xa : reinterpret_cast<float*>(workspace + ws.xa);
+  const bool per_slot = !spec.grouped_in && spec.top_k > 1;
+
+  std::lock_guard lock(impl_->mutex);
+  auto run = [&](OpKind op, const void* params) {
+    const ProjectionSpec op_spec = with_op(spec, op);
+    launch_kernel(impl_->get(op_spec, args.tokens).handle, op_spec, params, rows, stream);
+    ++impl_->stats.launches;
+  };
+  const AuxParams pack{args.lora_b, b_packed, 0};
+  run(OpKind::pack_b, &pack);
+  if (!args.xa) {  // recompute x * A^T with the forward kernel in its x*A^T-only mode
+    ForwardParams p{};
+    p.x = args.x;
+    p.w = args.w;
+    p.lora_a = args.lora_a;
+    p.lora_b = args.lora_b;
+    p.expert_offsets = args.expert_offsets;
+    p.scattered_idxs = args.sorted_scattered_idxs;
+    p.xa_out = reinterpret_cast<float*>(workspace + ws.xa);
+    p.rows = rows;
+    p.scale = args.scale;
+    run(OpKind::forward, &p);
+  }
+  ForwardParams dx{};
+  dx.x = args.dy;
+  dx.w = args.w;
+  dx.lora_a = b_packed;
+  dx.lora_b = args.lora_a;
+  dx.expert_offsets = args.expert_offsets;
+  dx.scattered_idxs = args.sorted_scattered_idxs;
+  dx.y = per_slot ? workspace + ws.slots : args.dx;
+  dx.xa_out = dy_b;
+  dx.rows = rows;
+  dx.scale = args.scale;
+  run(OpKind::backward_dx, &dx);
+  if (per_slot) {
+    const AuxParams reduce{workspace + ws.slots, args.dx, args.tokens};
+    run(OpKind::reduce_slots, &reduce);
+  }
+  const LoraGradParams grad_a{dy_b,    args.x, args.expert_offsets, args.sorted_scattered_idxs,
+                              args.da, rows,   args.scale};
+  run(OpKind::grad_a, &grad_a);
+  const LoraGradParams grad_b{xa,      args.dy, args.expert_offsets, args.sorted_scattered_idxs,
+                              args.db, rows,    args.scale};
+  run(OpKind::grad_b, &grad_b);
+}
+
+TileConfig Runtime::prepare(const ProjectionSpec& spec, std::int64_t tokens, bool with_backward) {
   spec.validate();
   if (tokens < 1) throw InvalidArgument("tokens", std::to_string(tokens), ">= 1");
   std::lock_guard lock(impl_->mutex);
-  return impl_->get(spec, tokens).handle.config;
+  const TileConfig config = impl_->get(spec, tokens).handle.config;
+  if (with_backward && spec.op == OpKind::forward)
+    for (const ProjectionSpec& op : backward_ops(spec)) impl_->get(op, tokens);
+  return config;
 }
 
 RuntimeStats Runtime::stats() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->stats;
 }
-const cuda::DeviceInfo& Runtime::device() const { return impl_->device; }
-const std::filesystem::path& Runtime::cache_path() const { return impl_->cache_path; }
+const cuda::DeviceInfo& Runtime::device() const {
+  return impl_->device;
+}
+const std::filesystem::path& Runtime::cache_path() const {
+  return impl_->cache_path;
+}
 
 }  // namespace moejit

@@ -16,11 +16,11 @@ namespace moejit {
 
 // Device pointers for one forward call (SPEC.md "Ops"); all 16-byte aligned.
 struct ForwardArgs {
-  const void* x = nullptr;       // [T, K], or [T*k, K] when grouped_in
-  const void* w = nullptr;       // base weights of all experts
-  const void* lora_a = nullptr;  // A storage
-  const void* lora_b = nullptr;  // B storage
-  const void* bias = nullptr;    // [E, N]; required iff spec.has_bias
+  const void* x = nullptr;                      // [T, K], or [T*k, K] when grouped_in
+  const void* w = nullptr;                      // base weights of all experts
+  const void* lora_a = nullptr;                 // A storage
+  const void* lora_b = nullptr;                 // B storage
+  const void* bias = nullptr;                   // [E, N]; required iff spec.has_bias
   const void* sorted_expert_idxs = nullptr;     // [T*k]
   const void* sorted_scattered_idxs = nullptr;  // [T*k]
   const void* expert_offsets = nullptr;         // [E]
@@ -42,12 +42,12 @@ struct BackwardArgs {
   const void* sorted_expert_idxs = nullptr;
   const void* sorted_scattered_idxs = nullptr;
   const void* expert_offsets = nullptr;
-  const void* dy = nullptr;      // rows in the forward output's order, act dtype
-  const float* xa = nullptr;     // the forward's save_xa, or null to recompute it
-  void* dx = nullptr;            // [T*k, K] when grouped_in, else [T, K] (sum over the k slots)
-  void* da = nullptr;            // A's storage and shape, lora dtype
-  void* db = nullptr;            // B's storage and shape, lora dtype
-  void* workspace = nullptr;     // backward_workspace_bytes(spec, tokens) bytes, 256-byte aligned
+  const void* dy = nullptr;   // rows in the forward output's order, act dtype
+  const float* xa = nullptr;  // the forward's save_xa, or null to recompute it
+  void* dx = nullptr;         // [T*k, K] when grouped_in, else [T, K] (sum over the k slots)
+  void* da = nullptr;         // A's storage and shape, lora dtype
+  void* db = nullptr;         // B's storage and shape, lora dtype
+  void* workspace = nullptr;  // backward_workspace_bytes(spec, tokens) bytes, 256-byte aligned
   std::size_t workspace_bytes = 0;
   float scale = 1.0f;
   std::int64_t tokens = 0;
@@ -70,7 +70,7 @@ struct RuntimeStats {
   std::int64_t memory_hits = 0;  // kernel already loaded in this process
   std::int64_t cache_hits = 0;   // loaded from the SQLite cache
   std::int64_t cache_misses = 0;
-  std::int64_t compiles = 0;     // NVRTC compilations in this process
+  std::int64_t compiles = 0;  // NVRTC compilations in this process
   std::int64_t tunes = 0;
 };
 

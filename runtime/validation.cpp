@@ -1,8 +1,8 @@
 #include "runtime/validation.hpp"
 
+#include <fmt/format.h>
 #include <cstdint>
 #include <cstring>
-#include <fmt/format.h>
 #include <vector>
 
 #include "autotune/cuda_driver.hpp"
@@ -11,7 +11,9 @@
 namespace moejit {
 namespace {
 
-std::string pointer_text(const void* p) { return fmt::format("{}", p); }
+std::string pointer_text(const void* p) {
+  return fmt::format("{}", p);
+}
 
 void require_pointer(const void* p, const char* name) {
   if (!p) throw InvalidArgument(name, "null", "a device pointer");
@@ -19,13 +21,12 @@ void require_pointer(const void* p, const char* name) {
     throw InvalidArgument(name, pointer_text(p), "a 16-byte aligned device pointer");
 }
 
-std::vector<std::int64_t> download_indices(const void* device, std::int64_t count,
-                                           IndexType type) {
+std::vector<std::int64_t> download_indices(const void* device, std::int64_t count, IndexType type) {
   std::vector<char> bytes(static_cast<std::size_t>(count) * size_of(type));
   if (count > 0)
-    cuda::check(cuda::api().cuMemcpyDtoH(bytes.data(), reinterpret_cast<CUdeviceptr>(device),
-                                         bytes.size()),
-                "cuMemcpyDtoH(routing validation)");
+    cuda::check(
+        cuda::api().cuMemcpyDtoH(bytes.data(), reinterpret_cast<CUdeviceptr>(device), bytes.size()),
+        "cuMemcpyDtoH(routing validation)");
   std::vector<std::int64_t> out(static_cast<std::size_t>(count));
   for (std::size_t i = 0; i < out.size(); ++i) {
     if (type == IndexType::int64) {
@@ -52,6 +53,7 @@ void validate_forward_args(const ProjectionSpec& spec, const ForwardArgs& args) 
   require_pointer(args.sorted_scattered_idxs, "sorted_scattered_idxs");
   require_pointer(args.y, "y");
   if (args.sorted_expert_idxs) require_pointer(args.sorted_expert_idxs, "sorted_expert_idxs");
+  if (args.save_xa) require_pointer(args.save_xa, "save_xa");
   if (spec.has_bias) {
     require_pointer(args.bias, "bias");
   } else if (args.bias) {
@@ -60,9 +62,37 @@ void validate_forward_args(const ProjectionSpec& spec, const ForwardArgs& args) 
   }
 }
 
-void validate_routing(const ProjectionSpec& spec, const ForwardArgs& args, CUstream stream) {
+void validate_backward_args(const ProjectionSpec& spec, const BackwardArgs& args) {
+  spec.validate();
+  if (spec.op != OpKind::forward)
+    throw InvalidArgument("spec.op", std::string(to_string(spec.op)),
+                          "forward (the spec of the forward being differentiated)");
+  if (args.tokens < 0) throw InvalidArgument("tokens", std::to_string(args.tokens), ">= 0");
+  require_pointer(args.x, "x");
+  require_pointer(args.w, "w");
+  require_pointer(args.lora_a, "lora_a");
+  require_pointer(args.lora_b, "lora_b");
+  require_pointer(args.expert_offsets, "expert_offsets");
+  require_pointer(args.sorted_scattered_idxs, "sorted_scattered_idxs");
+  require_pointer(args.dy, "dy");
+  require_pointer(args.dx, "dx");
+  require_pointer(args.da, "da");
+  require_pointer(args.db, "db");
+  if (args.sorted_expert_idxs) require_pointer(args.sorted_expert_idxs, "sorted_expert_idxs");
+  if (args.xa) require_pointer(args.xa, "xa");
+  const std::size_t needed = backward_workspace_bytes(spec, args.tokens);
+  if (args.workspace_bytes < needed)
+    throw InvalidArgument("workspace_bytes", std::to_string(args.workspace_bytes),
+                          fmt::format(">= {} (backward_workspace_bytes)", needed));
+  if (needed > 0) require_pointer(args.workspace, "workspace");
+  if (reinterpret_cast<std::uintptr_t>(args.workspace) % 256 != 0)
+    throw InvalidArgument("workspace", pointer_text(args.workspace), "a 256-byte aligned pointer");
+}
+
+void validate_routing(const ProjectionSpec& spec, std::int64_t tokens, const RoutingPointers& args,
+                      CUstream stream) {
   cuda::check(cuda::api().cuStreamSynchronize(stream), "cuStreamSynchronize(routing validation)");
-  const std::int64_t rows = args.tokens * spec.top_k;
+  const std::int64_t rows = tokens * spec.top_k;
   const auto offsets = download_indices(args.expert_offsets, spec.experts, spec.index);
   std::int64_t previous = 0;
   for (int e = 0; e < spec.experts; ++e) {

@@ -10,6 +10,18 @@
 
 namespace moejit {
 
+std::vector<ProjectionSpec> backward_ops(const ProjectionSpec& spec) {
+  std::vector<ProjectionSpec> ops;
+  for (OpKind op : {OpKind::pack_b, OpKind::backward_dx, OpKind::reduce_slots, OpKind::grad_a,
+                    OpKind::grad_b}) {
+    if (op == OpKind::reduce_slots && (spec.grouped_in || spec.top_k == 1)) continue;
+    ProjectionSpec s = spec;
+    s.op = op;
+    ops.push_back(s);
+  }
+  return ops;
+}
+
 WarmOutcome warm_offline(CacheStore& store, const ProjectionSpec& spec, std::int64_t tokens,
                          const std::string& arch) {
   spec.validate();
@@ -17,8 +29,11 @@ WarmOutcome warm_offline(CacheStore& store, const ProjectionSpec& spec, std::int
   if (tokens < 1) throw InvalidArgument("tokens", std::to_string(tokens), ">= 1");
   const auto start = std::chrono::steady_clock::now();
   WarmOutcome out;
-  out.key = CacheKey{DeviceIdentity::offline(arch), nvrtc_version(),
-                     std::string(templates::bundle_hash()), kGeneratorVersion, spec,
+  out.key = CacheKey{DeviceIdentity::offline(arch),
+                     nvrtc_version(),
+                     std::string(templates::bundle_hash()),
+                     kGeneratorVersion,
+                     spec,
                      token_bucket(tokens)};
   const LookupResult found = store.lookup(out.key);
   if (found.status == LookupStatus::hit) {

@@ -2,6 +2,7 @@
 // Filling the cache ahead of time, with or without a GPU.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "cache/store.hpp"
 #include "compiler/problem.hpp"
@@ -15,6 +16,10 @@ struct WarmOutcome {
   bool tuned = false;
   double seconds = 0;
 };
+
+// The specs of the kernels the backward of the forward `spec` runs (pack_b, backward_dx,
+// reduce_slots when the input is not grouped and k > 1, grad_a, grad_b).
+std::vector<ProjectionSpec> backward_ops(const ProjectionSpec& spec);
 
 // Without a GPU: compiles the default config of `spec` for `arch` and stores it under the offline
 // device identity, marked untuned (a GPU machine later tunes it in place).

@@ -1,6 +1,9 @@
 #pragma once
-// Fused MoE-LoRA forward (SPEC.md "Ops"): for grouped row i of expert e,
+// Fused MoE-LoRA GEMM (SPEC.md "Ops"): for grouped row i of expert e,
 //   y = x * Wd_e + s * ((x * A_e^T) * B_e^T) + bias_e
+// The backward's dx = dy * Wd_e^T + s * (dy * B_e) * A_e is the same computation with K and N
+// swapped, the weight layout flipped, B_e^T packed as "A" and A_e^T read as "B" (see
+// compiler/kernel_view.hpp); x * A^T can be saved for the LoRA gradients.
 // One CTA computes a BLOCK_M x BLOCK_N output tile of one expert. Its K loop multiplies the
 // gathered input rows by the weight tile and, in the same pass, by the rank-r LoRA A tile (as if
 // the weight tile had r more columns), so x is read once for both products. The epilogue rounds
@@ -17,6 +20,7 @@ namespace moejit {
 constexpr int kBStoragePeft = 0;         // [N, r*E], B_e[o, j] = B[o*r*E + j*E + e]
 constexpr int kBStorageExpertMajor = 1;  // [N, E*r], B_e[o, j] = B[o*E*r + e*r + j]
 constexpr int kBStorageStacked = 2;      // [E, N, r], B_e[o, j] = B[(e*N + o)*r + j]
+constexpr int kBStorageRowMajorT = 3;    // [E*r, N], B_e[o, j] = B[(e*r + j)*N + o] (A's layout)
 
 template <int kStorage, int E, int N, int R>
 __device__ __forceinline__ long long lora_b_index(int e, int o, int j) {
@@ -24,9 +28,11 @@ __device__ __forceinline__ long long lora_b_index(int e, int o, int j) {
     return (static_cast<long long>(o) * R + j) * E + e;
   } else if constexpr (kStorage == kBStorageExpertMajor) {
     return (static_cast<long long>(o) * E + e) * R + j;
-  } else {
-    static_assert(kStorage == kBStorageStacked, "unknown B storage");
+  } else if constexpr (kStorage == kBStorageStacked) {
     return (static_cast<long long>(e) * N + o) * R + j;
+  } else {
+    static_assert(kStorage == kBStorageRowMajorT, "unknown B storage");
+    return (static_cast<long long>(e) * R + j) * N + o;
   }
 }
 
@@ -41,9 +47,10 @@ struct OutputTile {
 template <class Cfg>
 struct ForwardKernel {
   using Act = typename Cfg::Act;
-  using Lora = typename Cfg::Lora;
+  using Lora = typename Cfg::Lora;    // dtype of the A-role factor
+  using LoraB = typename Cfg::LoraB;  // dtype of the B-role factor
   using Index = typename Cfg::Index;
-  static constexpr int E = Cfg::kExperts, TOPK = Cfg::kTopK, K = Cfg::kK, N = Cfg::kN;
+  static constexpr int E = Cfg::kExperts, K = Cfg::kK, N = Cfg::kN;
   static constexpr int R = Cfg::kRank;
   static constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK;
   static constexpr int WARPS_M = Cfg::kWarpsM, WARPS_N = Cfg::kWarpsN, STAGES = Cfg::kStages;
@@ -69,8 +76,8 @@ struct ForwardKernel {
 
   using XTile = SwizzledTile<BM, BK * 2 / 16>;
   using WTile = SwizzledTile<kInOut ? BK : BN, kInOut ? BN * 2 / 16 : BK * 2 / 16>;
-  using ATile = SwizzledTile<RP, BK * static_cast<int>(sizeof(Lora)) / 16>;
-  using BTile = SwizzledTile<BN, RP * 2 / 16>;  // B_e rows n0.. in act dtype: [n][j]
+  using ATile = SwizzledTile<RP, BK* static_cast<int>(sizeof(Lora)) / 16>;
+  using BTile = SwizzledTile<BN, RP * 2 / 16>;   // B_e rows n0.. in act dtype: [n][j]
   using XaTile = SwizzledTile<BM, RP * 2 / 16>;  // s * x * A^T rounded to act: [m][j]
 
   static constexpr int kStageBytes = XTile::kBytes + WTile::kBytes + ATile::kBytes;
@@ -84,7 +91,7 @@ struct ForwardKernel {
   using Tile = OutputTile;
 
   __device__ static void load_stage(const ForwardParams& p, const Tile& t, char* stage, int kb,
-                                    const long long* src_rows) {
+                                    const long long* src_rows, bool base) {
     const int k0 = kb * BK;
     const char* x = static_cast<const char*>(p.x);
     char* xs = stage;
@@ -93,27 +100,28 @@ struct ForwardKernel {
       const int row = c / XC, ch = c % XC, k = k0 + ch * 8;
       const long long src = src_rows[row];
       const bool valid = src >= 0 && k < K;
-      cp_async_16(xs + XTile::chunk_offset(row, ch) * 16,
-                  valid ? x + (src * K + k) * 2 : x, valid);
+      cp_async_16(xs + XTile::chunk_offset(row, ch) * 16, valid ? x + (src * K + k) * 2 : x, valid);
     }
     const char* w = static_cast<const char*>(p.w);
     char* ws = stage + XTile::kBytes;
-    if constexpr (kInOut) {
-      constexpr int WC = BN / 8;
-      for (int c = threadIdx.x; c < BK * WC; c += kThreads) {
-        const int row = c / WC, ch = c % WC, k = k0 + row, n = t.n0 + ch * 8;
-        const bool valid = k < K && n < N;
-        cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
-                    valid ? w + ((static_cast<long long>(t.expert) * K + k) * N + n) * 2 : w,
-                    valid);
-      }
-    } else {
-      for (int c = threadIdx.x; c < BN * XC; c += kThreads) {
-        const int row = c / XC, ch = c % XC, k = k0 + ch * 8, n = t.n0 + row;
-        const bool valid = k < K && n < N;
-        cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
-                    valid ? w + ((static_cast<long long>(t.expert) * N + n) * K + k) * 2 : w,
-                    valid);
+    if (base) {  // without the base product the weight tile is not needed
+      if constexpr (kInOut) {
+        constexpr int WC = BN / 8;
+        for (int c = threadIdx.x; c < BK * WC; c += kThreads) {
+          const int row = c / WC, ch = c % WC, k = k0 + row, n = t.n0 + ch * 8;
+          const bool valid = k < K && n < N;
+          cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
+                      valid ? w + ((static_cast<long long>(t.expert) * K + k) * N + n) * 2 : w,
+                      valid);
+        }
+      } else {
+        for (int c = threadIdx.x; c < BN * XC; c += kThreads) {
+          const int row = c / XC, ch = c % XC, k = k0 + ch * 8, n = t.n0 + row;
+          const bool valid = k < K && n < N;
+          cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
+                      valid ? w + ((static_cast<long long>(t.expert) * N + n) * K + k) * 2 : w,
+                      valid);
+        }
       }
     }
     const char* a = static_cast<const char*>(p.lora_a);
@@ -123,16 +131,15 @@ struct ForwardKernel {
     for (int c = threadIdx.x; c < RP * AC; c += kThreads) {
       const int j = c / AC, ch = c % AC, k = k0 + ch * EPC;
       const bool valid = j < R && k < K;
-      cp_async_16(as + ATile::chunk_offset(j, ch) * 16,
-                  valid ? a + ((static_cast<long long>(t.expert) * R + j) * K + k) * sizeof(Lora)
-                        : a,
-                  valid);
+      cp_async_16(
+          as + ATile::chunk_offset(j, ch) * 16,
+          valid ? a + ((static_cast<long long>(t.expert) * R + j) * K + k) * sizeof(Lora) : a,
+          valid);
     }
   }
 
-  __device__ static void compute_stage(const char* stage, int warp_m, int warp_n,
-                                       float (&acc)[MF][NF][4],
-                                       float (&xa)[MF][XA_PER_WARP][4]) {
+  __device__ static void compute_stage(const char* stage, int warp_m, int warp_n, bool base,
+                                       float (&acc)[MF][NF][4], float (&xa)[MF][XA_PER_WARP][4]) {
     const int lane = threadIdx.x & 31;
     const char* xs = stage;
     const char* ws = stage + XTile::kBytes;
@@ -146,7 +153,7 @@ struct ForwardKernel {
         ldmatrix_x4(af[mi], xs + XTile::chunk_offset(row, kk * 2 + (lane >> 4)) * 16);
       }
 #pragma unroll
-      for (int nj = 0; nj < NF / 2; ++nj) {
+      for (int nj = 0; nj < (base ? NF / 2 : 0); ++nj) {
         unsigned bf[4];
         if constexpr (kInOut) {
           const int row = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
@@ -203,6 +210,9 @@ struct ForwardKernel {
     __syncthreads();
     const Tile t = tile;
     if (t.expert < 0) return;  // the grid is an upper bound on the number of row tiles
+    // y == null: only x * A^T is wanted (the backward recomputing what the forward did not save).
+    const bool base = p.y != nullptr;
+    if (!base && t.n0 != 0) return;
 
     long long* src_rows = reinterpret_cast<long long*>(smem + kRowsOffset);
     long long* dst_rows = src_rows + BM;
@@ -211,7 +221,7 @@ struct ForwardKernel {
       if (i < t.rows) {
         const long long row = t.row_begin + i;
         const long long slot = load_index<Index>(p.scattered_idxs, row);
-        src = Cfg::kGroupedIn ? row : slot / TOPK;
+        src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
         dst = Cfg::kGroupedOut ? row : slot;
       }
       src_rows[i] = src;
@@ -219,7 +229,7 @@ struct ForwardKernel {
     }
     // B_e for this tile's columns, converted to the act dtype and zero-padded to RP.
     char* bs = smem + kBTileOffset;
-    const Lora* lora_b = static_cast<const Lora*>(p.lora_b);
+    const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
     for (int idx = threadIdx.x; idx < BN * RP; idx += kThreads) {
       const int n = idx / RP, j = idx % RP, o = t.n0 + n;
       const float v = (j < R && o < N)
@@ -234,22 +244,40 @@ struct ForwardKernel {
     const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < KB) load_stage(p, t, smem + s * kStageBytes, s, src_rows);
+      if (s < KB) load_stage(p, t, smem + s * kStageBytes, s, src_rows, base);
       cp_async_commit();
     }
     for (int kb = 0; kb < KB; ++kb) {
       cp_async_wait<STAGES - 2>();
       __syncthreads();
       const int next = kb + STAGES - 1;
-      if (next < KB) load_stage(p, t, smem + (next % STAGES) * kStageBytes, next, src_rows);
+      if (next < KB) load_stage(p, t, smem + (next % STAGES) * kStageBytes, next, src_rows, base);
       cp_async_commit();
-      compute_stage(smem + (kb % STAGES) * kStageBytes, warp_m, warp_n, acc, xa);
+      compute_stage(smem + (kb % STAGES) * kStageBytes, warp_m, warp_n, base, acc, xa);
     }
     cp_async_wait<0>();
+    const int g = lane >> 2, tq = lane & 3;
+
+    // x * A^T for the LoRA gradients, written once per row tile (by the CTAs of column tile 0).
+    if (p.xa_out != nullptr && t.n0 == 0) {
+#pragma unroll
+      for (int mi = 0; mi < MF; ++mi)
+#pragma unroll
+        for (int c = 0; c < XA_PER_WARP; ++c)
+#pragma unroll
+          for (int v = 0; v < 4; ++v) {
+            const int q = warp_n + c * WARPS_N;
+            const int row = warp_m * WM + mi * 16 + g + (v >> 1) * 8,
+                      col = q * 8 + 2 * tq + (v & 1);
+            if (q < XA_CHUNKS && row < t.rows && col < R)
+              p.xa_out[(t.row_begin + row) * R + col] = xa[mi][c][v];
+          }
+    }
+
+    if (!base) return;
 
     // Epilogue 1: s * (x * A^T), rounded to the act dtype, to shared memory.
     char* xas = smem + kXaTileOffset;
-    const int g = lane >> 2, tq = lane & 3;
 #pragma unroll
     for (int mi = 0; mi < MF; ++mi) {
 #pragma unroll
@@ -307,8 +335,8 @@ struct ForwardKernel {
         for (int half = 0; half < 2; ++half) {
           const int row = warp_m * WM + mi * 16 + g + half * 8;
           if (row < t.rows) {
-            *reinterpret_cast<unsigned*>(y + dst_rows[row] * N + col) = pack2<Act>(
-                acc[mi][ni][2 * half] + b0, acc[mi][ni][2 * half + 1] + b1);
+            *reinterpret_cast<unsigned*>(y + dst_rows[row] * N + col) =
+                pack2<Act>(acc[mi][ni][2 * half] + b0, acc[mi][ni][2 * half + 1] + b1);
           }
         }
       }

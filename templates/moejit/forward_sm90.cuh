@@ -6,9 +6,13 @@
 // loads. x * A^T rides along as extra m64n16 products on the same x tile. The epilogue (x*A^T
 // rounded, times B^T, bias, scatter) runs per warp on mma.sync: a warp's slice of a wgmma
 // accumulator has the same fragment layout as an m16n8 mma.sync accumulator.
-// Requirements: weights out_in (K-major), lora dtype == act dtype, block_k == 64.
+// Requirements: K-major weights (out_in for the forward), A-role dtype == act, block_k == 64.
 #include "moejit/forward.cuh"
 #include "moejit/wgmma.cuh"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#error "the wgmma kernel (forward_sm90.cuh) needs sm_90a"
+#endif
 
 namespace moejit {
 
@@ -16,7 +20,8 @@ template <class Cfg>
 struct ForwardSm90Kernel {
   using Act = typename Cfg::Act;
   using Index = typename Cfg::Index;
-  static constexpr int E = Cfg::kExperts, TOPK = Cfg::kTopK, K = Cfg::kK, N = Cfg::kN;
+  using LoraB = typename Cfg::LoraB;
+  static constexpr int E = Cfg::kExperts, K = Cfg::kK, N = Cfg::kN;
   static constexpr int R = Cfg::kRank;
   static constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = 64, STAGES = Cfg::kStages;
   static constexpr bool kBf16 = DTypeTraits<Act>::kIsBf16;
@@ -52,7 +57,7 @@ struct ForwardSm90Kernel {
   using Tile = OutputTile;
 
   __device__ static void load_stage(const ForwardParams& p, const Tile& t, char* stage, int kb,
-                                    const long long* src_rows) {
+                                    const long long* src_rows, bool base) {
     const int k0 = kb * BK;
     const char* x = static_cast<const char*>(p.x);
     for (int c = threadIdx.x; c < BM * 8; c += kThreads) {
@@ -64,7 +69,7 @@ struct ForwardSm90Kernel {
     }
     const char* w = static_cast<const char*>(p.w);
     char* ws = stage + XTile::kBytes;
-    for (int c = threadIdx.x; c < BN * 8; c += kThreads) {
+    for (int c = threadIdx.x; c < (base ? BN * 8 : 0); c += kThreads) {
       const int row = c >> 3, ch = c & 7, k = k0 + ch * 8, n = t.n0 + row;
       const bool valid = k < K && n < N;
       cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
@@ -104,6 +109,9 @@ struct ForwardSm90Kernel {
     __syncthreads();
     const Tile t = tile;
     if (t.expert < 0) return;
+    // y == null: only x * A^T is wanted (the backward recomputing what the forward did not save).
+    const bool base = p.y != nullptr;
+    if (!base && t.n0 != 0) return;
 
     long long* src_rows = reinterpret_cast<long long*>(smem + kRowsOffset);
     long long* dst_rows = src_rows + BM;
@@ -112,19 +120,20 @@ struct ForwardSm90Kernel {
       if (i < t.rows) {
         const long long row = t.row_begin + i;
         const long long slot = load_index<Index>(p.scattered_idxs, row);
-        src = Cfg::kGroupedIn ? row : slot / TOPK;
+        src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
         dst = Cfg::kGroupedOut ? row : slot;
       }
       src_rows[i] = src;
       dst_rows[i] = dst;
     }
     char* bs = smem + kBTileOffset;
-    const Act* lora_b = static_cast<const Act*>(p.lora_b);
+    const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
     for (int idx = threadIdx.x; idx < BN * RP; idx += kThreads) {
       const int n = idx / RP, j = idx % RP, o = t.n0 + n;
-      const Act v = (j < R && o < N) ? lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)]
-                                     : from_float<Act>(0.f);
-      *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = v;
+      const float v = (j < R && o < N)
+                          ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)])
+                          : 0.f;
+      *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v);
     }
     __syncthreads();
 
@@ -139,7 +148,7 @@ struct ForwardSm90Kernel {
 
 #pragma unroll
     for (int s = 0; s < kPrefetch; ++s) {
-      if (s < KB) load_stage(p, t, smem + s * kStageBytes, s, src_rows);
+      if (s < KB) load_stage(p, t, smem + s * kStageBytes, s, src_rows, base);
       cp_async_commit();
     }
     for (int kb = 0; kb < KB; ++kb) {
@@ -148,7 +157,7 @@ struct ForwardSm90Kernel {
       __syncthreads();
       // The stage loaded now was last read by the wgmma batch of kb - 2, which has completed.
       const int next = kb + kPrefetch;
-      if (next < KB) load_stage(p, t, smem + (next % STAGES) * kStageBytes, next, src_rows);
+      if (next < KB) load_stage(p, t, smem + (next % STAGES) * kStageBytes, next, src_rows, base);
       cp_async_commit();
 
       const char* stage = smem + (kb % STAGES) * kStageBytes;
@@ -159,7 +168,7 @@ struct ForwardSm90Kernel {
 #pragma unroll
       for (int kk = 0; kk < BK / 16; ++kk) {
         const unsigned long long da = wgmma_desc_k128(xs + kk * 32);
-        Wgmma<BN>::template mma<kBf16>(acc, da, wgmma_desc_k128(ws + kk * 32));
+        if (base) Wgmma<BN>::template mma<kBf16>(acc, da, wgmma_desc_k128(ws + kk * 32));
 #pragma unroll
         for (int q = 0; q < RP / 16; ++q)
           Wgmma<16>::template mma<kBf16>(xa[q], da, wgmma_desc_k128(as + q * 16 * 128 + kk * 32));
@@ -172,11 +181,24 @@ struct ForwardSm90Kernel {
 #pragma unroll
     for (int q = 0; q < RP / 16; ++q) wgmma_fence_operands(xa[q]);
     cp_async_wait<0>();
+    const int g = lane >> 2, tq = lane & 3;
+    const int row0 = warp * 16 + g;
+
+    // x * A^T for the LoRA gradients, written once per row tile (by the CTAs of column tile 0).
+    if (p.xa_out != nullptr && t.n0 == 0) {
+#pragma unroll
+      for (int q = 0; q < RP / 16; ++q)
+#pragma unroll
+        for (int v = 0; v < 8; ++v) {
+          const int row = row0 + ((v >> 1) & 1) * 8, col = q * 16 + (v >> 2) * 8 + 2 * tq + (v & 1);
+          if (row < t.rows && col < R) p.xa_out[(t.row_begin + row) * R + col] = xa[q][v];
+        }
+    }
+
+    if (!base) return;
 
     // Epilogue 1: s * (x * A^T), rounded to the act dtype, to shared memory.
     char* xas = smem + kXaTileOffset;
-    const int g = lane >> 2, tq = lane & 3;
-    const int row0 = warp * 16 + g;
 #pragma unroll
     for (int q = 0; q < RP / 16; ++q) {
 #pragma unroll

@@ -13,6 +13,7 @@ struct ForwardParams {
   const void* expert_offsets;  // [E], inclusive cumulative ends, index dtype
   const void* scattered_idxs;  // [T*k], slot of each grouped row, index dtype
   void* y;                     // [T*k, N] act dtype
+  float* xa_out;               // optional [T*k, r] fp32: x * A^T per grouped row (unscaled)
   long long rows;              // T*k
   float scale;                 // LoRA scaling s
   // Quantized base weights (nf4 / int8_rowwise); unused for bf16/fp16 weights.
@@ -21,6 +22,24 @@ struct ForwardParams {
   const void* absmax2;  // nf4 double quant: fp32[ceil(nblocks/256)]
   const void* code2;    // nf4 double quant: fp32[256]
   float offset;         // nf4 double quant
+};
+
+// dA / dB: out_e[j, d] = s * sum over rows i of expert e of u[i, j] * v[row(i), d].
+struct LoraGradParams {
+  const float* u;              // [T*k, r] fp32 in grouped-row order (dy*B or x*A^T)
+  const void* v;               // gathered rows of D features, act dtype (x or dy)
+  const void* expert_offsets;  // [E]
+  const void* scattered_idxs;  // [T*k]
+  void* out;                   // dA in A's storage or dB in B's storage, lora dtype
+  long long rows;              // T*k
+  float scale;
+};
+
+// pack_b: B_e^T in the act dtype, [E, r, N]; reduce_slots: out[t] = sum_j in[t*k + j].
+struct AuxParams {
+  const void* in;
+  void* out;
+  long long count;  // pack_b: E*r*N elements; reduce_slots: tokens T
 };
 
 }  // namespace moejit

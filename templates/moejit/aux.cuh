@@ -1,0 +1,48 @@
+#pragma once
+// Small helpers of the backward: packing B_e^T contiguously in the act dtype (so the dx GEMM loads
+// it like A, with 16-byte copies, whatever B's storage), and summing the k per-slot dx rows of each
+// token in slot order (deterministic, fp32).
+#include "moejit/forward.cuh"
+
+namespace moejit {
+
+template <class Cfg>
+__global__ void __launch_bounds__(256) pack_lora_b(const AuxParams p) {
+  using Act = typename Cfg::Act;
+  using Lora = typename Cfg::Lora;
+  constexpr int E = Cfg::kExperts, N = Cfg::kN, R = Cfg::kRank;
+  const Lora* in = static_cast<const Lora*>(p.in);
+  Act* out = static_cast<Act*>(p.out);
+  const long long count = static_cast<long long>(E) * R * N;
+  for (long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; idx < count;
+       idx += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int n = static_cast<int>(idx % N);
+    const long long ej = idx / N;
+    const int j = static_cast<int>(ej % R), e = static_cast<int>(ej / R);
+    out[idx] = from_float<Act>(to_float(in[lora_b_index<Cfg::kBStorage, E, N, R>(e, n, j)]));
+  }
+}
+
+template <class Cfg>
+__global__ void __launch_bounds__(256) reduce_slots(const AuxParams p) {
+  using Act = typename Cfg::Act;
+  constexpr int K = Cfg::kK, TOPK = Cfg::kTopK;
+  const Act* in = static_cast<const Act*>(p.in);
+  Act* out = static_cast<Act*>(p.out);
+  const long long pairs = p.count * (K / 2);
+  for (long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; idx < pairs;
+       idx += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const long long t = idx / (K / 2);
+    const int c = static_cast<int>(idx % (K / 2)) * 2;
+    float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < TOPK; ++j) {
+      const Act* row = in + (t * TOPK + j) * K + c;
+      s0 += to_float(row[0]);
+      s1 += to_float(row[1]);
+    }
+    *reinterpret_cast<unsigned*>(out + t * K + c) = pack2<Act>(s0, s1);
+  }
+}
+
+}  // namespace moejit
