@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <stdexcept>
 #include <string>
 
@@ -191,6 +192,19 @@ HostTensor dequantize(const Int8Quantized& q, DType act) {
   HostTensor out(act, q.cb.size());
   for (std::size_t i = 0; i < q.cb.size(); ++i) out.set(i, int8_value(q, i));
   return out;
+}
+
+std::vector<float> random_quant_weights(std::size_t n, std::uint64_t seed) {
+  constexpr std::size_t kRun = 97;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-8, 3);
+  std::vector<float> w(n);
+  for (std::size_t i = 0; i < n; i += kRun) {
+    const float scale = std::ldexp(1.0f, exponent(rng));
+    for (std::size_t j = i; j < std::min(n, i + kRun); ++j) w[j] = uniform(rng) * scale;
+  }
+  return w;
 }
 
 HostTensor select_experts(const HostTensor& all, std::int64_t expert_size,

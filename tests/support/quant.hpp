@@ -104,6 +104,10 @@ float int8_value(const Int8Quantized& q, std::int64_t flat);
 HostTensor dequantize(const Nf4Quantized& q, DType act);
 HostTensor dequantize(const Int8Quantized& q, DType act);
 
+// n weights for quantization tests: runs of 97 values U(-1, 1) * 2^u with u uniform in [-8, 3], so
+// neighbouring blocks have very different absmax.
+std::vector<float> random_quant_weights(std::size_t n, std::uint64_t seed);
+
 // The experts `experts` of a flattened [E, X*Y] tensor, in that order: [experts.size(), X*Y].
 HostTensor select_experts(const HostTensor& all, std::int64_t expert_size,
                           const std::vector<int>& experts);

@@ -176,19 +176,6 @@ TEST(DynamicCodeIndex, NearestCodeWithTiesToTheEvenIndex) {
   EXPECT_EQ(dynamic_code_index(code, std::numeric_limits<float>::quiet_NaN()), 0);
 }
 
-// Values spanning several magnitudes, so blocks have very different absmax.
-std::vector<float> random_weights(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  std::uniform_int_distribution<int> exponent(-8, 3);
-  std::vector<float> w(n);
-  for (std::size_t i = 0; i < n; i += 97) {
-    const float scale = std::ldexp(1.0f, exponent(rng));
-    for (std::size_t j = i; j < std::min(n, i + 97); ++j) w[j] = uniform(rng) * scale;
-  }
-  return w;
-}
-
 // |x - code[nibble]| for x = w / absmax may be at most half the gap to the neighbour on x's side.
 double half_gap(float x, int nibble) {
   const int neighbour = x > kNf4Code[nibble] ? std::min(nibble + 1, 15) : std::max(nibble - 1, 0);
@@ -199,7 +186,7 @@ class Nf4RoundTrip : public ::testing::TestWithParam<int> {};
 
 TEST_P(Nf4RoundTrip, ErrorIsAtMostHalfACodeStep) {
   const int bs = GetParam();
-  const std::vector<float> w = random_weights(10007, kSeed + bs);
+  const std::vector<float> w = random_quant_weights(10007, kSeed + bs);
   const Nf4Quantized q = quantize_nf4(w, bs, false);
   ASSERT_EQ(q.packed.size(), 5004u);
   ASSERT_EQ(q.absmax.size(), static_cast<std::size_t>((10007 + bs - 1) / bs));
@@ -221,7 +208,7 @@ TEST_P(Nf4RoundTrip, ErrorIsAtMostHalfACodeStep) {
 
 TEST_P(Nf4RoundTrip, DoubleQuantKeepsNibblesAndApproximatesAbsmax) {
   const int bs = GetParam();
-  const std::vector<float> w = random_weights(70001, kSeed + 2 * bs);
+  const std::vector<float> w = random_quant_weights(70001, kSeed + 2 * bs);
   const Nf4Quantized single = quantize_nf4(w, bs, false);
   const Nf4Quantized dq = quantize_nf4(w, bs, true);
   EXPECT_EQ(dq.packed, single.packed);
@@ -251,7 +238,7 @@ TEST(Int8Rowwise, RoundsHalfToEvenByHand) {
 TEST(Int8Rowwise, RoundTripWithinHalfAStep) {
   const std::int64_t rows = 37;
   const int cols = 200;
-  const std::vector<float> w = random_weights(rows * cols, kSeed);
+  const std::vector<float> w = random_quant_weights(rows * cols, kSeed);
   const Int8Quantized q = quantize_int8_rowwise(w, rows, cols);
   for (std::int64_t r = 0; r < rows; ++r) {
     int largest = 0;
@@ -281,7 +268,7 @@ TEST(Dequantize, RoundsOnceToTheActDtype) {
 }
 
 TEST(Dequantize, SelectsExpertsInTheGivenOrder) {
-  const Int8Quantized q = quantize_int8_rowwise(random_weights(3 * 4 * 8, kSeed), 12, 8);
+  const Int8Quantized q = quantize_int8_rowwise(random_quant_weights(3 * 4 * 8, kSeed), 12, 8);
   const HostTensor all = dequantize(q, DType::fp16);
   const HostTensor picked = select_experts(all, 32, {2, 0, 2});
   ASSERT_EQ(picked.size(), 96u);
