@@ -1,0 +1,234 @@
+// Runtime::backward as an API on a GPU: SPEC.md's input checks reject bad arguments by name and
+// write nothing; untuned, prepared and tuned calls give the reference result and count what they
+// did (compiles, cache hits, tunes).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "compiler/error.hpp"
+#include "runtime/runtime.hpp"
+#include "tests/gpu/backward_checker.hpp"
+#include "tests/gpu/backward_problem.hpp"
+#include "tests/gpu/gpu_env.hpp"
+#include "tests/support/forward_case.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace moejit::test {
+namespace {
+
+BackwardCase small_case(bool save_xa) {
+  BackwardCase c;
+  c.spec.experts = 8;
+  c.spec.top_k = 2;
+  c.spec.in_features = 264;
+  c.spec.out_features = 136;
+  c.spec.rank = 16;
+  c.spec.lora = DType::fp32;
+  c.spec.layout = WeightLayout::in_out;
+  c.spec.has_bias = true;
+  c.tokens = 50;
+  c.routing = RoutingKind::uniform;
+  c.seed = 7;
+  c.save_xa = save_xa;
+  return c;
+}
+
+bool all_poison(const HostTensor& t) {
+  return std::all_of(t.bytes().begin(), t.bytes().end(), [](auto b) { return b == 0xFF; });
+}
+
+class BackwardRuntime : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MOEJIT_SKIP_WITHOUT_GPU();
+    context_.emplace();
+  }
+  RuntimeOptions options(bool tune, bool validate = false) const {
+    RuntimeOptions o;
+    o.cache_path = dir_.path() / "cache.sqlite";
+    o.tune = tune;
+    o.validate = validate;
+    return o;
+  }
+  // Expects backward() to throw InvalidArgument naming `argument` and to leave dX, dA, dB poisoned.
+  void expect_rejected(Runtime& runtime, const BackwardCase& c, const BackwardArgs& args,
+                       BackwardProblem& problem, const std::string& argument) {
+    problem.poison();
+    try {
+      runtime.backward(c.spec, args);
+      ADD_FAILURE() << "no InvalidArgument for a bad '" << argument << "' in " << c.describe();
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("'" + argument), std::string::npos)
+          << "the error for a bad '" << argument << "' names another argument: " << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "a bad '" << argument
+                    << "' threw something other than InvalidArgument: " << e.what();
+    }
+    synchronize_context();
+    const Gradients g = problem.download();
+    EXPECT_TRUE(all_poison(g.dx)) << "dX written despite a bad '" << argument << "'";
+    EXPECT_TRUE(all_poison(g.da)) << "dA written despite a bad '" << argument << "'";
+    EXPECT_TRUE(all_poison(g.db)) << "dB written despite a bad '" << argument << "'";
+  }
+  void expect_passes(Runtime& runtime, const BackwardCase& c) {
+    cuda::Stream stream;
+    const std::string why = check_backward_case(runtime, c, stream, 8);
+    EXPECT_TRUE(why.empty()) << c.describe() << ":\n" << why;
+  }
+
+  TempDir dir_{"moejit-backward-runtime"};
+  std::optional<TestContext> context_;  // outlives the buffers of each test body
+};
+
+TEST_F(BackwardRuntime, RejectsNullPointersByName) {
+  const BackwardCase c = small_case(false);
+  BackwardProblem problem(c.spec, make_inputs(c.spec, c.tokens, c.routing, c.seed), make_dy(c),
+                          false);
+  Runtime runtime(options(false));
+  const std::pair<const char*, const void * BackwardArgs::*> inputs[] = {
+      {"dy", &BackwardArgs::dy},
+      {"x", &BackwardArgs::x},
+      {"w", &BackwardArgs::w},
+      {"lora_a", &BackwardArgs::lora_a},
+      {"lora_b", &BackwardArgs::lora_b},
+      {"expert_offsets", &BackwardArgs::expert_offsets},
+      {"sorted_scattered_idxs", &BackwardArgs::sorted_scattered_idxs}};
+  for (const auto& [name, field] : inputs) {
+    BackwardArgs args = problem.args();
+    args.*field = nullptr;
+    expect_rejected(runtime, c, args, problem, name);
+  }
+  const std::pair<const char*, void * BackwardArgs::*> outputs[] = {
+      {"dx", &BackwardArgs::dx},
+      {"da", &BackwardArgs::da},
+      {"db", &BackwardArgs::db},
+      {"workspace", &BackwardArgs::workspace}};
+  for (const auto& [name, field] : outputs) {
+    BackwardArgs args = problem.args();
+    args.*field = nullptr;
+    expect_rejected(runtime, c, args, problem, name);
+  }
+  EXPECT_EQ(runtime.stats().launches, 0);
+}
+
+TEST_F(BackwardRuntime, RejectsTooSmallWorkspaceByName) {
+  const BackwardCase c = small_case(false);
+  BackwardProblem problem(c.spec, make_inputs(c.spec, c.tokens, c.routing, c.seed), make_dy(c),
+                          false);
+  ASSERT_GT(problem.workspace_bytes(), 0u) << "dy*B_e alone needs scratch";
+  Runtime runtime(options(false));
+  for (const std::size_t bytes : {problem.workspace_bytes() - 1, std::size_t{0}}) {
+    BackwardArgs args = problem.args();
+    args.workspace_bytes = bytes;
+    SCOPED_TRACE("workspace_bytes = " + std::to_string(bytes) + ", required " +
+                 std::to_string(problem.workspace_bytes()));
+    expect_rejected(runtime, c, args, problem, "workspace");  // 'workspace' or 'workspace_bytes'
+  }
+  EXPECT_EQ(runtime.stats().launches, 0);
+}
+
+TEST_F(BackwardRuntime, RejectsMisalignedPointersByName) {
+  const BackwardCase c = small_case(true);
+  BackwardProblem problem(c.spec, make_inputs(c.spec, c.tokens, c.routing, c.seed), make_dy(c),
+                          true);
+  Runtime runtime(options(false));
+  BackwardArgs args = problem.args();
+  args.dy = static_cast<const char*>(args.dy) + 2;  // still inside the allocation
+  expect_rejected(runtime, c, args, problem, "dy");
+  args = problem.args();
+  args.da = static_cast<char*>(args.da) + 8;
+  expect_rejected(runtime, c, args, problem, "da");
+  args = problem.args();
+  args.xa += 1;  // 4 bytes
+  expect_rejected(runtime, c, args, problem, "xa");
+  // Large enough, but 16-byte and not 256-byte aligned, as BackwardArgs::workspace requires.
+  cuda::DeviceBuffer wide(problem.workspace_bytes() + 256);
+  args = problem.args();
+  args.workspace = static_cast<char*>(wide.ptr()) + 16;
+  expect_rejected(runtime, c, args, problem, "workspace");
+  EXPECT_EQ(runtime.stats().launches, 0);
+}
+
+// Runtime::backward takes the spec of the forward it differentiates, not one of its backward ops.
+TEST_F(BackwardRuntime, RejectsASpecWhoseOpIsNotForward) {
+  BackwardCase c = small_case(false);
+  BackwardProblem problem(c.spec, make_inputs(c.spec, c.tokens, c.routing, c.seed), make_dy(c),
+                          false);
+  Runtime runtime(options(false));
+  c.spec.op = OpKind::grad_a;
+  expect_rejected(runtime, c, problem.args(), problem, "spec.op");
+}
+
+TEST_F(BackwardRuntime, ValidationRejectsOffsetsNotEndingAtTk) {
+  const BackwardCase c = small_case(false);
+  ForwardInputs in = make_inputs(c.spec, c.tokens, c.routing, c.seed);
+  in.routing.expert_offsets.back() = in.routing.rows() - 1;  // still non-decreasing
+  BackwardProblem problem(c.spec, in, make_dy(c), false);
+  Runtime runtime(options(false, true));
+  expect_rejected(runtime, c, problem.args(), problem, "expert_offsets");
+}
+
+TEST_F(BackwardRuntime, UntunedCallsMatchReferenceAndCompileOnce) {
+  for (const bool save_xa : {false, true}) {
+    const BackwardCase c = small_case(save_xa);
+    Runtime runtime(options(false));
+    expect_passes(runtime, c);  // forward, then backward twice
+    const RuntimeStats before = runtime.stats();
+    EXPECT_EQ(before.tunes, 0);
+    BackwardProblem problem(c.spec, make_inputs(c.spec, c.tokens, c.routing, c.seed), make_dy(c),
+                            false);
+    runtime.backward(c.spec, problem.args());
+    synchronize_context();
+    const RuntimeStats after = runtime.stats();
+    EXPECT_EQ(after.compiles, before.compiles) << "a second backward of the same spec compiled";
+    EXPECT_EQ(after.cache_misses, before.cache_misses);
+    EXPECT_GT(after.memory_hits, before.memory_hits);
+    EXPECT_GT(after.launches, before.launches);
+  }
+}
+
+TEST_F(BackwardRuntime, NewRuntimeLoadsBackwardKernelsFromTheCache) {
+  const BackwardCase c = small_case(false);
+  {
+    Runtime first(options(false));
+    first.prepare(c.spec, c.tokens, true);
+    EXPECT_GT(first.stats().compiles, 0);
+  }
+  Runtime second(options(false));
+  expect_passes(second, c);
+  EXPECT_EQ(second.stats().compiles, 0) << "the cache written by the first Runtime was not used";
+  EXPECT_GT(second.stats().cache_hits, 0);
+}
+
+TEST_F(BackwardRuntime, PreparedBackwardCompilesNothingMore) {
+  const BackwardCase c = small_case(true);
+  Runtime runtime(options(false));
+  runtime.prepare(c.spec, c.tokens, true);
+  const std::int64_t compiles = runtime.stats().compiles;
+  expect_passes(runtime, c);
+  EXPECT_EQ(runtime.stats().compiles, compiles) << "prepare(with_backward) left kernels to compile";
+}
+
+TEST_F(BackwardRuntime, TunedCallMatchesReferenceAndTunesOnce) {
+  BackwardCase c;
+  c.spec.experts = 8;
+  c.spec.top_k = 2;
+  c.spec.in_features = 512;
+  c.spec.out_features = 384;
+  c.spec.rank = 16;
+  c.tokens = 512;
+  c.routing = RoutingKind::uniform;
+  c.seed = 11;
+  c.save_xa = true;
+  Runtime runtime(options(true));
+  expect_passes(runtime, c);
+  const RuntimeStats tuned = runtime.stats();
+  EXPECT_GT(tuned.tunes, 0);
+  expect_passes(runtime, c);
+  EXPECT_EQ(runtime.stats().tunes, tuned.tunes) << "the same spec and tokens were tuned again";
+  EXPECT_EQ(runtime.stats().compiles, tuned.compiles);
+}
+
+}  // namespace
+}  // namespace moejit::test
