@@ -107,18 +107,25 @@ CacheEntry read_entry_by_id(const sqlite::Database& db, const std::string& id) {
   return std::move(*entry);
 }
 
-std::vector<CacheEntry> read_all_entries(const sqlite::Database& db) {
+ScanResult scan_entries(const sqlite::Database& db) {
   sqlite::Statement row(db,
                         std::string(kSelectColumns) +
                             "ORDER BY op, experts, in_features, out_features, token_bucket, id");
-  std::vector<CacheEntry> entries;
+  ScanResult result;
   while (row.step()) {
     std::string why;
-    auto entry = decode_or_explain(db, row, why);
-    if (!entry) throw CacheError(why);
-    entries.push_back(std::move(*entry));
+    if (auto entry = decode_or_explain(db, row, why))
+      result.entries.push_back(std::move(*entry));
+    else
+      result.damaged.push_back({row.text("id"), why});
   }
-  return entries;
+  return result;
+}
+
+std::vector<CacheEntry> read_all_entries(const sqlite::Database& db) {
+  ScanResult scanned = scan_entries(db);
+  if (!scanned.damaged.empty()) throw CacheError(scanned.damaged.front().reason);
+  return std::move(scanned.entries);
 }
 
 std::vector<std::string> ids_with_prefix(const sqlite::Database& db, const std::string& prefix) {

@@ -15,6 +15,8 @@ LookupResult read_entry(const sqlite::Database& db, const CacheKey& key);
 CacheEntry read_entry_by_id(const sqlite::Database& db, const std::string& id);
 // Ordered by op, experts, in_features, out_features, token_bucket; throws on a damaged row.
 std::vector<CacheEntry> read_all_entries(const sqlite::Database& db);
+// Every row that decodes, and the id and reason of every row that does not.
+ScanResult scan_entries(const sqlite::Database& db);
 std::vector<std::string> ids_with_prefix(const sqlite::Database& db, const std::string& prefix);
 // Inserts or replaces the row of entry.key.id() exactly as given.
 void write_entry(const sqlite::Database& db, const CacheEntry& entry);

@@ -11,8 +11,8 @@ namespace moejit {
 // The machine a kernel was compiled and tuned for. An offline build (no GPU) has only the target
 // arch: name "offline", sm_count 0, driver_version 0.
 struct DeviceIdentity {
-  std::string name;      // e.g. "NVIDIA H100 80GB HBM3"
-  std::string arch;      // NVRTC target, e.g. "sm_90a"
+  std::string name;  // e.g. "NVIDIA H100 80GB HBM3"
+  std::string arch;  // NVRTC target, e.g. "sm_90a"
   int sm_count = 0;
   int driver_version = 0;  // e.g. 13000
 
@@ -23,14 +23,14 @@ struct DeviceIdentity {
 
 struct CacheKey {
   DeviceIdentity device;
-  std::string nvrtc_version;     // "13.0"
-  std::string template_hash;     // templates::bundle_hash()
-  int generator_version = 0;     // kGeneratorVersion
+  std::string nvrtc_version;  // "13.0"
+  std::string template_hash;  // templates::bundle_hash()
+  int generator_version = 0;  // kGeneratorVersion
   ProjectionSpec spec;
   std::int64_t token_bucket = 0;  // token_bucket(tokens)
 
-  // Canonical text: "field=value" pairs in a fixed order joined by '\n', so two different keys never
-  // produce the same text.
+  // Canonical text: "field=value" pairs in a fixed order joined by '\n', so two different keys
+  // never produce the same text.
   std::string text() const;
   // 16 hex digits of a hash of text(): the entry's id in listings and `moejit show`.
   std::string id() const;

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 #include <cstring>
+#include <thread>
+#include <utility>
 
 namespace moejit::sqlite {
 
@@ -15,18 +17,69 @@ void Statement::Finalizer::operator()(sqlite3_stmt* stmt) const noexcept {
   sqlite3_finalize(stmt);
 }
 
-Database::Database(const std::filesystem::path& path) : path_(path) {
+namespace {
+
+// Generous for kernels and keys, small enough that a hostile file cannot make one value or one
+// statement exhaust memory.
+constexpr std::pair<int, int> kLimits[] = {
+    {SQLITE_LIMIT_LENGTH, 256 << 20},
+    {SQLITE_LIMIT_SQL_LENGTH, 100000},
+    {SQLITE_LIMIT_COLUMN, 100},
+    {SQLITE_LIMIT_EXPR_DEPTH, 100},
+    {SQLITE_LIMIT_COMPOUND_SELECT, 4},
+    {SQLITE_LIMIT_VDBE_OP, 25000},
+    {SQLITE_LIMIT_FUNCTION_ARG, 8},
+    {SQLITE_LIMIT_ATTACHED, 0},
+    {SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 64},
+    {SQLITE_LIMIT_VARIABLE_NUMBER, 64},
+    {SQLITE_LIMIT_TRIGGER_DEPTH, 1},
+};
+
+void harden(sqlite3* db) {
+  // The file is shared by every process of the user or comes from elsewhere; a damaged or
+  // hostile file must not be able to run SQL functions from its schema or corrupt itself further
+  // through writable_schema.
+  sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, nullptr);
+  for (const auto& [limit, value] : kLimits) sqlite3_limit(db, limit, value);
+  // Checks every b-tree cell against its page while reading, so a crafted file is reported as
+  // corrupt instead of being read out of bounds; no memory map of a file another process may
+  // truncate.
+  sqlite3_exec(db, "PRAGMA cell_size_check=ON; PRAGMA mmap_size=0", nullptr, nullptr, nullptr);
+}
+
+}  // namespace
+
+Database::Database(const std::filesystem::path& file, Access access, const std::string& name)
+    : path_(name.empty() ? file : std::filesystem::path(name)) {
   sqlite3* raw = nullptr;
-  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  const int flags = SQLITE_OPEN_FULLMUTEX |
+                    (access == Access::read_only ? SQLITE_OPEN_READONLY
+                                                 : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  const int rc = sqlite3_open_v2(file.c_str(), &raw, flags, nullptr);
   db_.reset(raw);  // owned even on failure: SQLite allocates a handle to carry the message
   if (rc != SQLITE_OK) fail(rc, "opening the database");
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, static_cast<int>(kBusyTimeout.count()));
-  // The file is shared by every process of the user; a damaged or hostile file must not be able
-  // to run SQL functions from its schema or corrupt itself further through writable_schema.
-  sqlite3_db_config(raw, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
-  sqlite3_db_config(raw, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  harden(raw);
+}
+
+bool Database::read_only() const {
+  return sqlite3_db_readonly(db_.get(), "main") == 1;
+}
+
+std::int64_t Database::changes() const {
+  return sqlite3_changes64(db_.get());
+}
+
+std::vector<std::string> Database::integrity_problems(int limit) const {
+  Statement check(*this, fmt::format("PRAGMA integrity_check({})", limit));
+  std::vector<std::string> lines;
+  while (check.step()) lines.push_back(check.text(0));
+  if (lines.size() == 1 && lines.front() == "ok") lines.clear();
+  return lines;
 }
 
 void Database::fail(int rc, std::string_view doing) const {
@@ -34,7 +87,10 @@ void Database::fail(int rc, std::string_view doing) const {
   const std::string text =
       fmt::format("SQLite cache '{}': {} failed: {} (code {})", path_.string(), doing, message, rc);
   const int primary = rc & 0xff;
-  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) throw Busy(text);
+  // PROTOCOL: a WAL lock race between processes, which SQLite itself says to retry.
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_PROTOCOL)
+    throw Busy(text);
+  if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) throw Corrupt(text);
   throw CacheError(text);
 }
 
@@ -136,8 +192,8 @@ double Statement::real(const char* name) const {
   return sqlite3_column_double(stmt_.get(), column(name));
 }
 
-Transaction::Transaction(const Database& db) : db_(db) {
-  db_.exec("BEGIN IMMEDIATE");
+Transaction::Transaction(const Database& db, Kind kind) : db_(db) {
+  db_.exec(kind == Kind::write ? "BEGIN IMMEDIATE" : "BEGIN");
 }
 
 Transaction::~Transaction() {
@@ -148,6 +204,26 @@ Transaction::~Transaction() {
 void Transaction::commit() {
   db_.exec("COMMIT");
   open_ = false;
+}
+
+void copy_database(const Database& source, const Database& target) {
+  sqlite3_backup* backup = sqlite3_backup_init(target.handle(), "main", source.handle(), "main");
+  if (backup == nullptr)
+    target.fail(sqlite3_errcode(target.handle()),
+                fmt::format("starting a copy of '{}'", source.path().string()));
+  sqlite3_backup_step(backup, -1);
+  // finish() returns the first error of the steps and leaves its message on the target.
+  if (const int rc = sqlite3_backup_finish(backup); rc != SQLITE_OK)
+    target.fail(rc, fmt::format("copying '{}'", source.path().string()));
+}
+
+BusyRetry::BusyRetry() : give_up_at_(std::chrono::steady_clock::now() + kBusyTimeout) {}
+
+bool BusyRetry::pause_and_continue() {
+  if (std::chrono::steady_clock::now() >= give_up_at_) return false;
+  std::this_thread::sleep_for(pause_);
+  pause_ = std::min(pause_ * 2, std::chrono::milliseconds(50));
+  return true;
 }
 
 }  // namespace moejit::sqlite

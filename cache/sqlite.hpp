@@ -10,7 +10,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "compiler/error.hpp"
@@ -26,7 +25,15 @@ class Busy : public CacheError {
   using CacheError::CacheError;
 };
 
+// The file is damaged ("database disk image is malformed") or is not a database at all.
+class Corrupt : public CacheError {
+ public:
+  using CacheError::CacheError;
+};
+
 inline constexpr std::chrono::milliseconds kBusyTimeout{10000};
+
+enum class Access { read_write, read_only };
 
 class Database;
 
@@ -62,8 +69,11 @@ class Statement {
 
 class Database {
  public:
-  // Opens (creating) the file with defensive settings and a busy timeout of kBusyTimeout.
-  explicit Database(const std::filesystem::path& path);
+  // Opens the file (read_write creates it; ":memory:" is a private in-memory database) with
+  // defensive settings, size limits and a busy timeout of kBusyTimeout. `name` replaces the file
+  // name in messages and path() when not empty (e.g. "in-memory copy of '<file>'").
+  explicit Database(const std::filesystem::path& file, Access access = Access::read_write,
+                    const std::string& name = {});
 
   void exec(const char* sql) const;
   // The single integer a statement such as "PRAGMA user_version" returns.
@@ -72,6 +82,12 @@ class Database {
   std::string query_text(const char* sql) const;
   const std::filesystem::path& path() const { return path_; }
   sqlite3* handle() const { return db_.get(); }
+  // True when SQLite opened the file read-only (e.g. the file or its directory is not writable).
+  bool read_only() const;
+  // Rows changed by the latest INSERT, UPDATE or DELETE.
+  std::int64_t changes() const;
+  // The lines of PRAGMA integrity_check (at most `limit`); empty when the file is sound.
+  std::vector<std::string> integrity_problems(int limit = 20) const;
   // Throws CacheError (Busy when SQLite says the database is locked) for result code `rc`.
   [[noreturn]] void fail(int rc, std::string_view doing) const;
 
@@ -84,10 +100,12 @@ class Database {
 };
 
 // BEGIN IMMEDIATE on construction, so that the write lock is taken up front and a busy database is
-// reported before any work; rolls back unless commit() was called.
+// reported before any work; rolls back unless commit() was called. A `read` transaction (plain
+// BEGIN) instead gives several queries one consistent snapshot.
 class Transaction {
  public:
-  explicit Transaction(const Database& db);
+  enum class Kind { write, read };
+  explicit Transaction(const Database& db, Kind kind = Kind::write);
   ~Transaction();
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
@@ -98,19 +116,33 @@ class Transaction {
   bool open_ = true;
 };
 
+// Copies every page of `source` into `target` (SQLite's online backup), replacing its content.
+void copy_database(const Database& source, const Database& target);
+
+// The time budget of one retry_while_busy call: sleeps with a growing pause while time is left.
+class BusyRetry {
+ public:
+  BusyRetry();
+  // Sleeps and returns true while kBusyTimeout has not passed since construction.
+  bool pause_and_continue();
+
+ private:
+  std::chrono::steady_clock::time_point give_up_at_;
+  std::chrono::milliseconds pause_{1};
+};
+
 // Runs `work` again while it throws Busy, until kBusyTimeout has passed since the first try. The
 // busy handler already waits inside SQLite; this covers the cases where SQLite returns
 // SQLITE_BUSY without calling it (e.g. a lock held while another process switches to WAL).
+// The clock lives in BusyRetry, out of line, so that this template has no local that some
+// front ends report as unused.
 template <class Work>
 auto retry_while_busy(Work&& work) {
-  const auto deadline = std::chrono::steady_clock::now() + kBusyTimeout;
-  for (auto pause = std::chrono::milliseconds(1);;
-       pause = std::min(pause * 2, decltype(pause){50})) {
+  for (BusyRetry retry;;) {
     try {
       return work();
     } catch (const Busy&) {
-      if (std::chrono::steady_clock::now() >= deadline) throw;
-      std::this_thread::sleep_for(pause);
+      if (!retry.pause_and_continue()) throw;
     }
   }
 }

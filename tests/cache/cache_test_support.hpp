@@ -2,13 +2,18 @@
 // Shared by the cache tests: a private temporary directory per test, scoped environment variables
 // and sample keys and entries whose every field differs from its default.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "cache/store.hpp"
 
@@ -61,6 +66,62 @@ class ScopedEnv {
   const char* name_;
   std::optional<std::string> old_;
 };
+
+// A connection of our own, behind the store's back, to damage or inspect the file.
+struct RawDb {
+  explicit RawDb(const std::filesystem::path& path) {
+    sqlite3* raw = nullptr;
+    EXPECT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+    db.reset(raw);
+  }
+  void exec(const std::string& sql) {
+    EXPECT_EQ(sqlite3_exec(db.get(), sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sql << ": " << sqlite3_errmsg(db.get());
+  }
+  std::int64_t integer(const std::string& sql) {
+    sqlite3_stmt* statement = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db.get(), sql.c_str(), -1, &statement, nullptr), SQLITE_OK)
+        << sql << ": " << sqlite3_errmsg(db.get());
+    const std::int64_t value =
+        sqlite3_step(statement) == SQLITE_ROW ? sqlite3_column_int64(statement, 0) : -1;
+    sqlite3_finalize(statement);
+    return value;
+  }
+  std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db{nullptr, &sqlite3_close};
+};
+
+// Collects the store's warnings instead of printing them.
+struct Warnings {
+  StoreOptions options() {
+    return {.warn = [this](const std::string& line) { lines.push_back(line); }};
+  }
+  std::string joined() const {
+    std::string all;
+    for (const auto& line : lines) all += line + "\n";
+    return all;
+  }
+  std::vector<std::string> lines;
+};
+
+inline std::string read_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+inline void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// The files "<path>.corrupt-*" beside `path`.
+inline std::vector<std::filesystem::path> moved_aside(const std::filesystem::path& path) {
+  std::vector<std::filesystem::path> found;
+  const std::string prefix = path.filename().string() + ".corrupt-";
+  for (const auto& file : std::filesystem::directory_iterator(path.parent_path()))
+    if (file.path().filename().string().rfind(prefix, 0) == 0 &&
+        file.path().string().find("-wal") == std::string::npos)
+      found.push_back(file.path());
+  return found;
+}
 
 inline CacheKey sample_key() {
   CacheKey key;

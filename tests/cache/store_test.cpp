@@ -16,24 +16,11 @@
 namespace moejit {
 namespace {
 
+using testing::RawDb;
 using testing::sample_entry;
 using testing::sample_key;
 using testing::ScopedEnv;
 using testing::TempDir;
-
-// A connection of our own, behind the store's back, to damage or inspect the file.
-struct RawDb {
-  explicit RawDb(const std::filesystem::path& path) {
-    sqlite3* raw = nullptr;
-    EXPECT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
-    db.reset(raw);
-  }
-  void exec(const std::string& sql) {
-    EXPECT_EQ(sqlite3_exec(db.get(), sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
-        << sql << ": " << sqlite3_errmsg(db.get());
-  }
-  std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db{nullptr, &sqlite3_close};
-};
 
 std::string error_of(const std::function<void()>& action) {
   try {
@@ -144,26 +131,44 @@ TEST(CacheStore, UnparsableJsonIsAnError) {
   EXPECT_EQ(store.lookup(entry.key).status, LookupStatus::error);
 }
 
-TEST(CacheStore, NewerSchemaIsRefused) {
+TEST(CacheStore, NewerSchemaIsLeftAloneAndServedFromMemory) {
   TempDir dir;
   const auto path = dir / "future.sqlite";
   RawDb(path).exec("PRAGMA user_version = " + std::to_string(kSchemaVersion + 1));
-  const auto message = error_of([&] { CacheStore store(path); });
-  EXPECT_NE(message.find("newer"), std::string::npos) << message;
-  EXPECT_NE(message.find(path.string()), std::string::npos) << message;
+  testing::Warnings warnings;
+  CacheStore store(path, warnings.options());
+  ASSERT_EQ(warnings.lines.size(), 1u) << warnings.joined();
+  EXPECT_NE(warnings.lines[0].find("newer"), std::string::npos) << warnings.joined();
+  EXPECT_NE(warnings.lines[0].find(path.string()), std::string::npos) << warnings.joined();
+  EXPECT_NE(store.fallback().find("newer"), std::string::npos) << store.fallback();
+  const auto entry = sample_entry(sample_key(), true);
+  store.put(entry);
+  EXPECT_EQ(store.lookup(entry.key).status, LookupStatus::hit);
+  // The newer moejit's file is untouched.
+  EXPECT_EQ(RawDb(path).integer("PRAGMA user_version"), kSchemaVersion + 1);
+  EXPECT_EQ(RawDb(path).integer("SELECT count(*) FROM sqlite_master"), 0);
 }
 
-TEST(CacheStore, GarbageFileIsACacheErrorNamingThePath) {
+TEST(CacheStore, GarbageFileIsMovedAsideAndReplaced) {
   TempDir dir;
   const auto path = dir / "garbage.sqlite";
-  {
-    std::ofstream out(path, std::ios::binary);
-    std::mt19937 random(42);
-    for (int i = 0; i < 8192; ++i) out.put(static_cast<char>(random()));
-  }
-  const auto message = error_of([&] { CacheStore store(path); });
-  EXPECT_NE(message.find(path.string()), std::string::npos) << message;
-  EXPECT_NE(message.find("not a database"), std::string::npos) << message;
+  std::string garbage;
+  std::mt19937 random(42);
+  for (int i = 0; i < 8192; ++i) garbage += static_cast<char>(random());
+  testing::write_bytes(path, garbage);
+  testing::Warnings warnings;
+  CacheStore store(path, warnings.options());
+  EXPECT_TRUE(store.fallback().empty()) << store.fallback();
+  ASSERT_EQ(warnings.lines.size(), 1u) << warnings.joined();
+  EXPECT_NE(warnings.lines[0].find("not a SQLite database"), std::string::npos)
+      << warnings.joined();
+  const auto aside = testing::moved_aside(path);
+  ASSERT_EQ(aside.size(), 1u);
+  EXPECT_NE(warnings.lines[0].find(aside[0].string()), std::string::npos) << warnings.joined();
+  EXPECT_EQ(testing::read_bytes(aside[0]), garbage);
+  const auto entry = sample_entry(sample_key(), true);
+  store.put(entry);
+  EXPECT_EQ(CacheStore(path).lookup(entry.key).status, LookupStatus::hit);
 }
 
 TEST(CacheStore, UntunedNeverReplacesTuned) {
