@@ -37,7 +37,7 @@ int accumulator_registers(const ProjectionSpec& spec, const TileConfig& c) {
 bool wgmma_supported(const ProjectionSpec& spec, const std::string& arch) {
   if (arch != "sm_90a" || family_of(spec.op) != KernelFamily::gemm) return false;
   const GemmView v = gemm_view(spec);
-  return !v.in_out && v.a_dtype == spec.act && spec.rank <= 128;
+  return v.a_dtype == spec.act && spec.rank <= 128;
 }
 
 namespace {

@@ -109,10 +109,9 @@ std::string describe(const ProjectionSpec& spec, const TileConfig& c) {
 
 KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   const GemmView v = gemm_view(spec);
-  if (c.wgmma && (v.in_out || v.a_dtype != spec.act))
+  if (c.wgmma && v.a_dtype != spec.act)
     throw InvalidArgument("tile config", c.name(),
-                          "a non-wgmma config: the sm90 kernel needs K-major weights (out_in for "
-                          "the forward, in_out for backward_dx) and lora dtype == act dtype");
+                          "a non-wgmma config: the sm90 kernel needs lora dtype == act dtype");
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
@@ -198,8 +197,10 @@ LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& c, std::int
   switch (family_of(spec.op)) {
     case KernelFamily::gemm: {
       const std::int64_t n_tiles = (gemm_view(spec).n + c.block_n - 1) / c.block_n;
-      const std::int64_t row_tiles =
+      // Row tiles rounded up to the kernels' raster group of 8 (templates/moejit/tile.cuh).
+      std::int64_t row_tiles =
           (rows + c.block_m - 1) / c.block_m + std::min<std::int64_t>(spec.experts, rows);
+      row_tiles = (row_tiles + 7) / 8 * 8;
       d.grid_x = n_tiles * row_tiles;
       d.threads = c.threads();
       d.dynamic_smem = dynamic_smem_bytes(spec, c);

@@ -18,8 +18,10 @@ __global__ void fill_uniform(void* out, long long count, int dtype, unsigned lon
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
   for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += stride) {
-    const float u = static_cast<float>(splitmix64(seed ^ static_cast<unsigned long long>(i)) >> 40) *
-                        (2.0f / 16777216.0f) - 1.0f;
+    const float u =
+        static_cast<float>(splitmix64(seed ^ static_cast<unsigned long long>(i)) >> 40) *
+            (2.0f / 16777216.0f) -
+        1.0f;
     const float v = u * scale;
     if (dtype == 0) {
       static_cast<bf16*>(out)[i] = from_float<bf16>(v);

@@ -66,6 +66,7 @@ struct ForwardKernel {
   static constexpr int XA_PER_WARP = (XA_CHUNKS + WARPS_N - 1) / WARPS_N;
   static constexpr int KB = (K + BK - 1) / BK;
   static constexpr int N_TILES = (N + BN - 1) / BN;
+  static constexpr int kRasterGroup = 8;  // row tiles that share each weight tile within a wave
 
   static_assert(sizeof(Act) == 2, "activations are 16-bit");
   static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
@@ -197,12 +198,15 @@ struct ForwardKernel {
     if (warp == 0) {
       int expert = -1;
       long long row_begin = 0, row_end = 0;
-      const bool found = find_row_tile<Index, E, BM>(p.expert_offsets, linear / N_TILES, expert,
-                                                     row_begin, row_end);
+      long long row_tile = 0;
+      int col_tile = 0;
+      grouped_raster<N_TILES, kRasterGroup>(linear, row_tile, col_tile);
+      const bool found =
+          find_row_tile<Index, E, BM>(p.expert_offsets, row_tile, expert, row_begin, row_end);
       if (row_end > p.rows) row_end = p.rows;  // never index past the routing arrays
       if (lane == 0) {
         tile.expert = found && row_end > row_begin ? expert : -1;
-        tile.n0 = static_cast<int>(linear % N_TILES) * BN;
+        tile.n0 = col_tile * BN;
         tile.row_begin = row_begin;
         tile.rows = static_cast<int>(row_end - row_begin);
       }

@@ -6,7 +6,8 @@
 // loads. x * A^T rides along as extra m64n16 products on the same x tile. The epilogue (x*A^T
 // rounded, times B^T, bias, scatter) runs per warp on mma.sync: a warp's slice of a wgmma
 // accumulator has the same fragment layout as an m16n8 mma.sync accumulator.
-// Requirements: K-major weights (out_in for the forward), A-role dtype == act, block_k == 64.
+// Weights may be K-major (out_in forward, in_out backward dx) or N-contiguous (wgmma reads B
+// transposed). Requirements: A-role dtype == act, block_k == 64.
 #include "moejit/forward.cuh"
 #include "moejit/wgmma.cuh"
 
@@ -30,10 +31,11 @@ struct ForwardSm90Kernel {
   static constexpr int RP = (R + 15) / 16 * 16;
   static constexpr int KB = (K + BK - 1) / BK;
   static constexpr int N_TILES = (N + BN - 1) / BN;
+  static constexpr int kRasterGroup = 8;  // row tiles that share each weight tile within a wave
   static constexpr int kPrefetch = STAGES - 2;  // one stage is read by the wgmma in flight
 
   static_assert(Cfg::kBlockK == 64, "the sm90 kernel reads 128-byte (64-element) k slices");
-  static_assert(!Cfg::kWeightInOut, "the sm90 kernel needs K-major (out_in) weights");
+  static constexpr bool kInOut = Cfg::kWeightInOut;  // weight tile N-contiguous: wgmma transposes B
   static_assert(IsSame<typename Cfg::Lora, Act>::value, "the sm90 kernel needs lora dtype == act");
   static_assert(BM == 64 || BM == 128, "block_m is one or two warpgroups of 64 rows");
   static_assert(BN == 64 || BN == 128 || BN == 256, "block_n must be 64, 128 or 256");
@@ -41,7 +43,12 @@ struct ForwardSm90Kernel {
   static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
 
   using XTile = SwizzledTile<BM, 8>;
-  using WTile = SwizzledTile<BN, 8>;
+  using WTile = SwizzledTile<BN, 8>;  // K-major weights: one 128-byte row per n
+  // N-contiguous weights: BN/64 blocks of 64 n, each BK rows (one per k) of 128 bytes.
+  static constexpr int kWBlockBytes = BK * 128;
+  __device__ __forceinline__ static int w_in_out_chunk(int k, int n_chunk) {
+    return ((n_chunk >> 3) * BK + k) * 8 + ((n_chunk ^ k) & 7);
+  }
   using ATile = SwizzledTile<RP, 8>;
   using BTile = SwizzledTile<BN, RP * 2 / 16>;
   using XaTile = SwizzledTile<BM, RP * 2 / 16>;
@@ -69,11 +76,23 @@ struct ForwardSm90Kernel {
     }
     const char* w = static_cast<const char*>(p.w);
     char* ws = stage + XTile::kBytes;
-    for (int c = threadIdx.x; c < (base ? BN * 8 : 0); c += kThreads) {
-      const int row = c >> 3, ch = c & 7, k = k0 + ch * 8, n = t.n0 + row;
-      const bool valid = k < K && n < N;
-      cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
-                  valid ? w + ((static_cast<long long>(t.expert) * N + n) * K + k) * 2 : w, valid);
+    if constexpr (kInOut) {
+      constexpr int WC = BN / 8;
+      for (int c = threadIdx.x; c < (base ? BK * WC : 0); c += kThreads) {
+        const int row = c / WC, ch = c % WC, k = k0 + row, n = t.n0 + ch * 8;
+        const bool valid = k < K && n < N;
+        cp_async_16(ws + w_in_out_chunk(row, ch) * 16,
+                    valid ? w + ((static_cast<long long>(t.expert) * K + k) * N + n) * 2 : w,
+                    valid);
+      }
+    } else {
+      for (int c = threadIdx.x; c < (base ? BN * 8 : 0); c += kThreads) {
+        const int row = c >> 3, ch = c & 7, k = k0 + ch * 8, n = t.n0 + row;
+        const bool valid = k < K && n < N;
+        cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
+                    valid ? w + ((static_cast<long long>(t.expert) * N + n) * K + k) * 2 : w,
+                    valid);
+      }
     }
     const char* a = static_cast<const char*>(p.lora_a);
     char* as = ws + WTile::kBytes;
@@ -96,12 +115,15 @@ struct ForwardSm90Kernel {
     if (warp == 0) {
       int expert = -1;
       long long row_begin = 0, row_end = 0;
-      const bool found = find_row_tile<Index, E, BM>(p.expert_offsets, linear / N_TILES, expert,
-                                                     row_begin, row_end);
+      long long row_tile = 0;
+      int col_tile = 0;
+      grouped_raster<N_TILES, kRasterGroup>(linear, row_tile, col_tile);
+      const bool found =
+          find_row_tile<Index, E, BM>(p.expert_offsets, row_tile, expert, row_begin, row_end);
       if (row_end > p.rows) row_end = p.rows;
       if (lane == 0) {
         tile.expert = found && row_end > row_begin ? expert : -1;
-        tile.n0 = static_cast<int>(linear % N_TILES) * BN;
+        tile.n0 = col_tile * BN;
         tile.row_begin = row_begin;
         tile.rows = static_cast<int>(row_end - row_begin);
       }
@@ -168,7 +190,14 @@ struct ForwardSm90Kernel {
 #pragma unroll
       for (int kk = 0; kk < BK / 16; ++kk) {
         const unsigned long long da = wgmma_desc_k128(xs + kk * 32);
-        if (base) Wgmma<BN>::template mma<kBf16>(acc, da, wgmma_desc_k128(ws + kk * 32));
+        if (base) {
+          if constexpr (kInOut) {
+            Wgmma<BN>::template mma<kBf16, true>(acc, da,
+                                                 wgmma_desc_mn128(ws + kk * 2048, kWBlockBytes));
+          } else {
+            Wgmma<BN>::template mma<kBf16>(acc, da, wgmma_desc_k128(ws + kk * 32));
+          }
+        }
 #pragma unroll
         for (int q = 0; q < RP / 16; ++q)
           Wgmma<16>::template mma<kBf16>(xa[q], da, wgmma_desc_k128(as + q * 16 * 128 + kk * 32));

@@ -8,7 +8,11 @@ namespace moejit {
 // Row stride, in 16-byte chunks, of a tile whose rows hold `chunks` chunks: a power of two below 8
 // and a multiple of 8 from there, so that the swizzle below never leaves the row.
 constexpr int padded_chunks(int chunks) {
-  return chunks >= 8 ? (chunks + 7) / 8 * 8 : chunks <= 1 ? 1 : chunks <= 2 ? 2 : chunks <= 4 ? 4 : 8;
+  return chunks >= 8   ? (chunks + 7) / 8 * 8
+         : chunks <= 1 ? 1
+         : chunks <= 2 ? 2
+         : chunks <= 4 ? 4
+                       : 8;
 }
 
 // A shared-memory tile of ROWS x (CHUNKS * 16 bytes), addressed in 16-byte chunks with an XOR
@@ -36,6 +40,18 @@ struct SwizzledTile {
     return chunk_offset(row, byte >> 4) * 16 + (byte & 15);
   }
 };
+
+// Maps a linear CTA index to (row tile, column tile) in groups of GROUP row tiles: consecutive CTAs
+// walk the column tiles of GROUP row tiles together, so a wave reads each weight tile once per
+// group (kept in L2 for the group's other row tiles) instead of once per row tile.
+template <int N_TILES, int GROUP>
+__device__ __forceinline__ void grouped_raster(long long linear, long long& row_tile,
+                                               int& col_tile) {
+  const long long group = linear / (static_cast<long long>(GROUP) * N_TILES);
+  const long long within = linear % (static_cast<long long>(GROUP) * N_TILES);
+  row_tile = group * GROUP + within % GROUP;
+  col_tile = static_cast<int>(within / GROUP);
+}
 
 // Index loads that accept int32 and int64 routing tensors.
 template <class Index>
@@ -88,8 +104,8 @@ __device__ __forceinline__ bool find_row_tile(const void* expert_offsets, long l
 // type Src, converted to the operand type Op. Used where the storage dtype differs from the
 // tensor-core dtype, so ldmatrix cannot be used.
 template <class Tile, class Src, class Op>
-__device__ __forceinline__ void load_b_fragment_converted(unsigned (&b)[2], const char* tile,
-                                                          int n, int k) {
+__device__ __forceinline__ void load_b_fragment_converted(unsigned (&b)[2], const char* tile, int n,
+                                                          int k) {
   const int t = threadIdx.x & 3;
   const Src* p0 = reinterpret_cast<const Src*>(tile + Tile::byte_offset(n, k + 2 * t, sizeof(Src)));
   const Src* p1 =

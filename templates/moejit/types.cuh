@@ -32,7 +32,9 @@ struct DTypeTraits<fp16> {
   static constexpr bool kIsBf16 = false;
 };
 
-__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(float v) {
+  return v;
+}
 __device__ __forceinline__ float to_float(bf16 v) {
   return __uint_as_float(static_cast<unsigned>(v.bits) << 16);
 }
