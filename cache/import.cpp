@@ -83,17 +83,18 @@ std::vector<CacheEntry> with_local_binaries(std::vector<CacheEntry> entries,
           fmt::format("{}: does not compile here: {}", describe(e), rebuild.error));
       continue;
     }
-    if (rebuild.kernel->cubin == e.cubin && rebuild.kernel->lowered_name == e.kernel_name) {
+    if (same_build(rebuild.kernel->cubin, e.cubin) &&
+        rebuild.kernel->lowered_name == e.kernel_name) {
       ++report.identical_binaries;
     } else {
       ++report.rebuilt_binaries;
-      report.notes.push_back(fmt::format(
-          "{}: the imported binary differs from the one compiled here; storing the local build",
-          describe(e)));
-      e.cubin = rebuild.kernel->cubin;
-      e.kernel_name = rebuild.kernel->lowered_name;
-      e.report = rebuild.kernel->report;
+      report.notes.push_back(
+          fmt::format("{}: the imported binary differs from the one compiled here", describe(e)));
     }
+    // What runs is always what this machine compiled; the comparison only tells the user.
+    e.cubin = rebuild.kernel->cubin;
+    e.kernel_name = rebuild.kernel->lowered_name;
+    e.report = rebuild.kernel->report;
     kept.push_back(std::move(e));
   }
   return kept;

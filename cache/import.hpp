@@ -1,9 +1,9 @@
 #pragma once
 // Importing a cache file from elsewhere. A CUBIN is machine code that will run on the GPU, so by
-// default only the configs and timings are taken on trust: every binary is compiled again here
-// and compared with the imported one, and an entry that this build cannot compile exactly as it
-// was compiled (another NVRTC, template or generator version) is dropped. --trust-binaries keeps
-// the binaries as they are.
+// default only the configs and timings are taken on trust: every binary is compiled again here,
+// compared with the imported one (same_build), and the local build is what gets stored; an entry
+// that this build cannot compile as it was compiled (another NVRTC, template or generator
+// version) is dropped. --trust-binaries keeps the binaries as they are.
 #include <filesystem>
 #include <functional>
 #include <string>

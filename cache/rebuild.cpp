@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <regex>
 #include <vector>
 
 #include "compiler/source.hpp"
@@ -36,6 +37,21 @@ CompiledKernel rebuild_kernel(const CacheEntry& entry) {
   entry.config.validate();
   const KernelSource source = render_kernel_source(entry.key.spec, entry.config);
   return compile({source.source, source.name_expression, entry.key.device.arch, entry.key.text()});
+}
+
+namespace {
+
+std::string without_compilation_tags(const std::vector<char>& bytes) {
+  static const std::regex kTag(
+      "[0-9]+_INTERNAL_[0-9a-f]+_[0-9]+_[A-Za-z0-9_]*?_cu_[0-9a-f]+_[0-9]+");
+  return std::regex_replace(std::string(bytes.begin(), bytes.end()), kTag, "#");
+}
+
+}  // namespace
+
+bool same_build(const std::vector<char>& a, const std::vector<char>& b) {
+  return a == b ||
+         (a.size() == b.size() && without_compilation_tags(a) == without_compilation_tags(b));
 }
 
 }  // namespace moejit

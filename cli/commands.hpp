@@ -16,5 +16,10 @@ Command add_doctor(CLI::App& app);
 Command add_warm(CLI::App& app);
 Command add_list(CLI::App& app);
 Command add_show(CLI::App& app);
+Command add_export(CLI::App& app);
+Command add_import(CLI::App& app);
+Command add_merge(CLI::App& app);
+Command add_verify(CLI::App& app);
+Command add_prune(CLI::App& app);
 
 }  // namespace moejit::cli

@@ -45,9 +45,14 @@ bool print_cache(const std::string& cache) {
       fmt::print("cache:      {} (not created yet)\n", path.string());
       return true;
     }
-    fmt::print("cache:      {}, {} entries, {:.1f} KiB, schema {}\n", path.string(),
-               store->list().size(), static_cast<double>(store->size_bytes()) / 1024,
-               store->schema_version());
+    const ScanResult scanned = store->scan();
+    fmt::print("cache:      {}, {} entries, {:.1f} KiB, schema {}, journal {}\n", path.string(),
+               scanned.entries.size(), static_cast<double>(store->size_bytes()) / 1024,
+               store->schema_version(), store->journal_mode());
+    if (!store->fallback().empty()) fmt::print("            in memory: {}\n", store->fallback());
+    if (!scanned.damaged.empty())
+      fmt::print("            {} damaged entries (`moejit verify` for details)\n",
+                 scanned.damaged.size());
     return true;
   } catch (const Error& e) {
     fmt::print("cache:      error: {}\n", e.what());

@@ -1,4 +1,4 @@
-// `moejit list`: one row per cached kernel.
+// `moejit list`: one row per cached kernel, or (--json) one object per kernel for scripts.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -8,6 +8,8 @@
 
 #include "cli/cache_option.hpp"
 #include "cli/commands.hpp"
+#include "cli/entry_json.hpp"
+#include "cli/filter_flags.hpp"
 
 namespace moejit::cli {
 namespace {
@@ -60,15 +62,50 @@ void print_table(const std::vector<Row>& rows) {
   }
 }
 
-int run_list(const std::string& cache) {
-  const auto path = resolve_cache_path(cache);
+struct ListFlags {
+  std::string cache;
+  FilterFlags filters;
+  bool json = false;
+};
+
+std::vector<CacheEntry> selected(const ScanResult& scanned, const EntryFilter& filter) {
+  std::vector<CacheEntry> entries;
+  const std::int64_t now = unix_now();
+  for (const CacheEntry& entry : scanned.entries)
+    if (filter.matches(entry, now)) entries.push_back(entry);
+  return entries;
+}
+
+void print_json(const std::filesystem::path& path, const std::vector<CacheEntry>& entries,
+                const std::vector<DamagedRow>& damaged) {
+  nlohmann::json out = {{"cache", path.string()},
+                        {"entries", nlohmann::json::array()},
+                        {"damaged", nlohmann::json::array()}};
+  for (const CacheEntry& entry : entries) out["entries"].push_back(entry_json(entry));
+  for (const DamagedRow& row : damaged)
+    out["damaged"].push_back({{"id", row.id}, {"reason", row.reason}});
+  fmt::print("{}\n", out.dump(2));
+}
+
+int run_list(const ListFlags& flags) {
+  const auto path = resolve_cache_path(flags.cache);
   const auto store = open_existing(path);
+  const ScanResult scanned = store ? store->scan() : ScanResult{};
+  const std::vector<CacheEntry> entries = selected(scanned, flags.filters.filter());
+  if (flags.json) {
+    print_json(path, entries, scanned.damaged);
+    return 0;
+  }
   if (!store) {
     fmt::print("no cache at {}\n", path.string());
     return 0;
   }
-  const std::vector<CacheEntry> entries = store->list();
-  fmt::print("cache: {} ({} entries)\n", path.string(), entries.size());
+  fmt::print("cache: {} ({})\n", path.string(),
+             flags.filters.filter().selects_everything()
+                 ? fmt::format("{} entries", entries.size())
+                 : fmt::format("{} of {} entries match", entries.size(), scanned.entries.size()));
+  for (const DamagedRow& row : scanned.damaged)
+    fmt::print(stderr, "moejit: damaged entry {} (`moejit verify` for details)\n", row.id);
   if (entries.empty()) return 0;
   std::vector<Row> rows = {kHeader};
   for (const CacheEntry& entry : entries) rows.push_back(row_of(entry));
@@ -80,9 +117,11 @@ int run_list(const std::string& cache) {
 
 Command add_list(CLI::App& app) {
   CLI::App* command = app.add_subcommand("list", "List the cached kernels");
-  auto cache = std::make_shared<std::string>();
-  add_cache_option(*command, *cache);
-  return {command, [cache] { return run_list(*cache); }};
+  auto flags = std::make_shared<ListFlags>();
+  add_cache_option(*command, flags->cache);
+  add_filter_flags(*command, flags->filters);
+  command->add_flag("--json", flags->json, "print JSON for scripts instead of a table");
+  return {command, [flags] { return run_list(*flags); }};
 }
 
 }  // namespace moejit::cli

@@ -20,9 +20,11 @@ int run(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return fmt::format("moejit: error: {}\nRun with --help for more information.\n", e.what());
   });
-  const std::vector<moejit::cli::Command> commands = {
-      moejit::cli::add_doctor(app), moejit::cli::add_warm(app), moejit::cli::add_list(app),
-      moejit::cli::add_show(app)};
+  namespace cli = moejit::cli;
+  const std::vector<cli::Command> commands = {
+      cli::add_doctor(app), cli::add_warm(app),   cli::add_list(app),
+      cli::add_show(app),   cli::add_export(app), cli::add_import(app),
+      cli::add_merge(app),  cli::add_verify(app), cli::add_prune(app)};
   try {
     app.parse(argc, argv);
     for (const auto& command : commands)

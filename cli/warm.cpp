@@ -1,28 +1,25 @@
-// `moejit warm`: fill the cache for both projections of one MoE layer, tuned on the GPU when there
-// is one, or compiled with the default config for a named target when there is none.
+// `moejit warm`: fill the cache for both projections of one MoE layer (or, with --from-cache, for
+// every shape the cache holds an offline build of), tuned on the GPU when there is one, or
+// compiled with the default config for a named target when there is none.
 #include <fmt/format.h>
 
-#include <chrono>
+#include <map>
 
 #include "autotune/cuda_driver.hpp"
 #include "cli/cache_option.hpp"
 #include "cli/commands.hpp"
+#include "cli/offline_warm.hpp"
+#include "cli/progress.hpp"
 #include "cli/warm_request.hpp"
 #include "runtime/runtime.hpp"
-#include "runtime/warm.hpp"
 
 namespace moejit::cli {
 namespace {
 
-std::string shape_of(const ProjectionSpec& s) {
-  return fmt::format("E={} k={} K={} N={} r={}", s.experts, s.top_k, s.in_features, s.out_features,
-                     s.rank);
-}
-
-void print_outcome(const WarmTarget& target, const TileConfig& config, std::string_view what,
-                   double seconds) {
-  fmt::print("{:<8} {:<30} {:<20} {:>6.2f} s  {}\n", to_string(target.projection),
-             shape_of(target.spec), config.name(), seconds, what);
+std::string shape_of(const WarmTarget& t) {
+  const ProjectionSpec& s = t.spec;
+  return fmt::format("{:<7} E={} k={} K={} N={} r={} T<={}", to_string(t.projection), s.experts,
+                     s.top_k, s.in_features, s.out_features, s.rank, token_bucket(t.tokens));
 }
 
 void warm_without_gpu(const std::vector<WarmTarget>& targets, const WarmFlags& flags,
@@ -30,22 +27,27 @@ void warm_without_gpu(const std::vector<WarmTarget>& targets, const WarmFlags& f
   const std::string arch = flags.arch.empty() ? kDefaultOfflineArch : flags.arch;
   fmt::print("no GPU: compiling default configs for {}, stored untuned\n  ({})\n", arch, why_not);
   CacheStore store(resolve_cache_path(flags.cache));
+  Progress progress(static_cast<int>(targets.size()));
+  std::map<BuildSource, int> counts;
+  const auto wait = std::chrono::milliseconds(static_cast<std::int64_t>(flags.wait_seconds * 1000));
   for (const WarmTarget& target : targets) {
-    const WarmOutcome outcome = warm_offline(store, target.spec, flags.tokens, arch);
-    const std::string what =
-        outcome.already_cached
-            ? fmt::format("already cached ({})", outcome.tuned ? "tuned" : "untuned")
-            : "compiled, untuned";
-    print_outcome(target, outcome.config, what + ", id " + outcome.key.id().substr(0, 12),
-                  outcome.seconds);
+    progress.start(shape_of(target));
+    const BuildOnceResult result = warm_offline_once(store, target, arch, wait);
+    ++counts[result.source];
+    progress.finish(fmt::format("{} {}, id {}", result.entry.config.name(), describe(result),
+                                result.entry.key.id().substr(0, 12)));
   }
+  fmt::print("warm: {} shapes: {} compiled, {} waited for another process, {} already cached\n",
+             targets.size(), counts[BuildSource::built] + counts[BuildSource::built_after_timeout],
+             counts[BuildSource::waited], counts[BuildSource::cached]);
   fmt::print("cache: {}\n", store.path().string());
 }
 
 // What prepare() did, read from the runtime's counters around the call.
-std::string_view what_prepare_did(const RuntimeStats& before, const RuntimeStats& after) {
-  if (after.tunes > before.tunes) return "tuned";
-  if (after.compiles > before.compiles) return "compiled default config (tuning off)";
+std::string what_prepare_did(const RuntimeStats& before, const RuntimeStats& after) {
+  const auto compiled = after.compiles - before.compiles;
+  if (after.tunes > before.tunes) return fmt::format("tuned ({} candidates compiled)", compiled);
+  if (compiled > 0) return "compiled default config (tuning off)";
   if (after.cache_hits > before.cache_hits) return "already cached";
   return "already loaded";
 }
@@ -58,14 +60,48 @@ void warm_on_gpu(const std::vector<WarmTarget>& targets, const WarmFlags& flags)
   if (!flags.arch.empty() && flags.arch != device.arch())
     fmt::print("note: --arch {} ignored: kernels are built for this GPU's target {}\n", flags.arch,
                device.arch());
+  Progress progress(static_cast<int>(targets.size()));
   for (const WarmTarget& target : targets) {
+    progress.start(shape_of(target));
     const RuntimeStats before = runtime.stats();
-    const auto start = std::chrono::steady_clock::now();
-    const TileConfig config = runtime.prepare(target.spec, flags.tokens);
-    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
-    print_outcome(target, config, what_prepare_did(before, runtime.stats()), elapsed.count());
+    const TileConfig config = runtime.prepare(target.spec, target.tokens);
+    progress.finish(config.name() + " " + what_prepare_did(before, runtime.stats()));
   }
   fmt::print("cache: {}\n", runtime.cache_path().string());
+}
+
+// --from-cache: the shapes of the offline builds for this GPU's arch.
+std::vector<WarmTarget> cached_targets(const WarmFlags& flags, const std::string& arch) {
+  const auto path = resolve_cache_path(flags.cache);
+  const auto store = open_existing(path);
+  auto targets =
+      store ? offline_build_targets(store->scan().entries, arch) : std::vector<WarmTarget>{};
+  fmt::print("{} offline builds for {} in {}\n", targets.size(), arch, path.string());
+  return targets;
+}
+
+int run_warm(const WarmFlags& flags) {
+  std::string why_not;
+  bool gpu = cuda::try_api(&why_not) != nullptr;
+  if (gpu && cuda::device_count() == 0) {
+    gpu = false;
+    why_not = "the driver reports no GPU";
+  }
+  if (flags.from_cache) {
+    if (!gpu) {
+      fmt::print("no GPU: nothing to tune; offline builds stay as they are\n  ({})\n", why_not);
+      return 0;
+    }
+    warm_on_gpu(cached_targets(flags, cuda::query_device(0).arch()), flags);
+    return 0;
+  }
+  // Every flag is checked before the first compile.
+  const std::vector<WarmTarget> targets = warm_targets(flags);
+  if (gpu)
+    warm_on_gpu(targets, flags);
+  else
+    warm_without_gpu(targets, flags, why_not);
+  return 0;
 }
 
 }  // namespace
@@ -76,16 +112,7 @@ Command add_warm(CLI::App& app) {
   auto flags = std::make_shared<WarmFlags>();
   add_warm_flags(*command, *flags);
   add_cache_option(*command, flags->cache);
-  return {command, [flags] {
-            // Every flag is checked before the first compile.
-            const std::vector<WarmTarget> targets = warm_targets(*flags);
-            std::string why_not;
-            if (cuda::try_api(&why_not) == nullptr)
-              warm_without_gpu(targets, *flags, why_not);
-            else
-              warm_on_gpu(targets, *flags);
-            return 0;
-          }};
+  return {command, [flags] { return run_warm(*flags); }};
 }
 
 }  // namespace moejit::cli

@@ -2,6 +2,7 @@
 
 #include <functional>
 
+#include "cli/hf_config.hpp"
 #include "compiler/error.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 
@@ -53,7 +54,22 @@ void add_shape_flags(CLI::App& command, WarmFlags& f, CLI::Option* model) {
 void add_warm_flags(CLI::App& command, WarmFlags& f) {
   auto* model =
       command.add_option("--model", f.model, "model preset")->check(CLI::IsMember(preset_names()));
+  auto* hf_config = command
+                        .add_option("--hf-config", f.hf_config,
+                                    "Hugging Face config.json of the model (experts, top-k, "
+                                    "hidden and intermediate sizes, gpt_oss layout)")
+                        ->excludes(model);
+  auto* from_cache =
+      command
+          .add_flag("--from-cache", f.from_cache,
+                    "tune on this GPU every shape the cache holds an offline build of for its arch")
+          ->excludes(model)
+          ->excludes(hf_config);
   add_shape_flags(command, f, model);
+  for (const char* shape_flag : {"--experts", "--layout", "--bias"}) {
+    command.get_option(shape_flag)->excludes(hf_config);
+    command.get_option(shape_flag)->excludes(from_cache);
+  }
   command.add_option("--tokens", f.tokens, "tokens per step T (bucketed to a power of two)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -70,6 +86,12 @@ void add_warm_flags(CLI::App& command, WarmFlags& f) {
                       "); with a GPU its own target is used")
       ->check(accepted_by([](const std::string& v) { validate_arch(v); }));
   command.add_flag("--no-tune", f.no_tune, "store the default config instead of autotuning");
+  command
+      .add_option("--wait", f.wait_seconds,
+                  "seconds to wait for another process that warms the same shape before "
+                  "building it here too")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 }
 
 std::vector<WarmTarget> warm_targets(const WarmFlags& f) {
@@ -78,8 +100,11 @@ std::vector<WarmTarget> warm_targets(const WarmFlags& f) {
                     f.bias};
   if (!f.model.empty())
     layer = *find_preset(f.model);  // --model was checked against the preset names
+  else if (!f.hf_config.empty())
+    layer = read_hf_config(f.hf_config).layer;
   else if (f.experts == 0)
-    throw CLI::RequiredError("--model or --experts, --top-k, --hidden and --intermediate");
+    throw CLI::RequiredError(
+        "--model, --hf-config, --from-cache or --experts, --top-k, --hidden and --intermediate");
 
   const WeightFormat weights = parse_weight_format(f.weights, "--weights");
   if (weights != WeightFormat::bf16 && weights != WeightFormat::fp16)
@@ -90,9 +115,21 @@ std::vector<WarmTarget> warm_targets(const WarmFlags& f) {
 
   std::vector<WarmTarget> targets;
   for (Projection projection : {Projection::gate_up, Projection::down}) {
-    targets.push_back({projection, projection_spec(layer, projection, f.rank, act, lora)});
+    targets.push_back(
+        {projection, projection_spec(layer, projection, f.rank, act, lora), f.tokens});
     targets.back().spec.validate();
   }
+  return targets;
+}
+
+std::vector<WarmTarget> offline_build_targets(const std::vector<CacheEntry>& entries,
+                                              const std::string& arch) {
+  std::vector<WarmTarget> targets;
+  for (const CacheEntry& e : entries)
+    if (e.key.device.is_offline() && e.key.device.arch == arch)
+      // gate_up reads token rows, down reads the grouped rows gate_up wrote.
+      targets.push_back({e.key.spec.grouped_in ? Projection::down : Projection::gate_up, e.key.spec,
+                         e.key.token_bucket});
   return targets;
 }
 

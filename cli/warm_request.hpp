@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/store.hpp"
 #include "compiler/problem.hpp"
 #include "runtime/presets.hpp"
 
@@ -14,6 +15,8 @@ inline constexpr const char* kDefaultOfflineArch = "sm_90a";
 
 struct WarmFlags {
   std::string model;
+  std::string hf_config;    // path of a Hugging Face config.json
+  bool from_cache = false;  // tune the shapes the cache holds offline builds of
   int experts = 0, top_k = 0, hidden = 0, intermediate = 0;
   std::string layout = "out_in";
   bool bias = false;
@@ -24,6 +27,7 @@ struct WarmFlags {
   std::string arch;  // empty: kDefaultOfflineArch without a GPU, the GPU's own target with one
   std::string cache;
   bool no_tune = false;
+  double wait_seconds = 600;  // for another process warming the same shape
 };
 
 void add_warm_flags(CLI::App& command, WarmFlags& flags);
@@ -31,10 +35,16 @@ void add_warm_flags(CLI::App& command, WarmFlags& flags);
 struct WarmTarget {
   Projection projection;
   ProjectionSpec spec;
+  std::int64_t tokens = 0;
 };
 
 // The gate_up and down projections the flags describe, validated. Throws CLI::RequiredError when
-// neither --model nor the explicit shape is given, InvalidArgument for values SPEC.md rejects.
+// neither --model, --hf-config nor the explicit shape is given, InvalidArgument for values
+// SPEC.md rejects or a malformed config file.
 std::vector<WarmTarget> warm_targets(const WarmFlags& flags);
+
+// One target per offline build for `arch` in `entries` (for --from-cache), at its token bucket.
+std::vector<WarmTarget> offline_build_targets(const std::vector<CacheEntry>& entries,
+                                              const std::string& arch);
 
 }  // namespace moejit::cli

@@ -176,3 +176,50 @@ TEST(CacheMerge, TunedBeatsUntunedAndFasterBeatsSlower) {
 
 }  // namespace
 }  // namespace moejit
+
+namespace moejit {
+namespace {
+
+// A real entry compiled by NVRTC (no GPU needed) for sm_80.
+CacheEntry compiled_entry() {
+  CacheEntry entry;
+  entry.key = current_key(DeviceIdentity::offline("sm_80"), sample_key().spec, 1024);
+  entry.key.spec.weights = WeightFormat::bf16;
+  entry.key.spec.lora = DType::bf16;
+  entry.key.spec.in_features = entry.key.spec.out_features = 256;
+  entry.key.spec.has_bias = false;
+  entry.key.spec.layout = WeightLayout::out_in;
+  entry.key.spec.b_storage = BStorage::peft;
+  const CompiledKernel kernel = rebuild_kernel(entry);
+  entry.cubin = kernel.cubin;
+  entry.kernel_name = kernel.lowered_name;
+  entry.report = kernel.report;
+  return entry;
+}
+
+TEST(CacheRebuild, NvrtcRebuildsTheSameBinaryAndATamperedOneDiffers) {
+  const CacheEntry entry = compiled_entry();
+  const CompiledKernel again = rebuild_kernel(entry);
+  EXPECT_EQ(again.lowered_name, entry.kernel_name);
+  EXPECT_TRUE(same_build(again.cubin, entry.cubin));
+  auto tampered = entry.cubin;
+  tampered[tampered.size() / 2] ^= 0x10;
+  EXPECT_FALSE(same_build(again.cubin, tampered));
+}
+
+TEST(CacheRebuild, ImportWithRealCompilesStoresTheLocalBuild) {
+  TempDir dir;
+  {
+    CacheStore source(dir / "source.sqlite");
+    source.put(compiled_entry());
+  }
+  export_cache(CacheStore(dir / "source.sqlite"), dir / "shipped.sqlite", {}, false);
+  CacheStore target(dir / "target.sqlite");
+  const auto report = import_cache(target, dir / "shipped.sqlite", {});
+  EXPECT_EQ(report.identical_binaries, 1) << (report.notes.empty() ? "" : report.notes[0]);
+  EXPECT_TRUE(report.dropped.empty()) << report.dropped[0];
+  EXPECT_EQ(target.list().size(), 1u);
+}
+
+}  // namespace
+}  // namespace moejit
