@@ -20,7 +20,7 @@ void Statement::Finalizer::operator()(sqlite3_stmt* stmt) const noexcept {
 namespace {
 
 // Generous for kernels and keys, small enough that a hostile file cannot make one value or one
-// statement exhaust memory.
+// statement exhaust memory. One attached database: VACUUM attaches its own temporary one.
 constexpr std::pair<int, int> kLimits[] = {
     {SQLITE_LIMIT_LENGTH, 256 << 20},
     {SQLITE_LIMIT_SQL_LENGTH, 100000},
@@ -29,7 +29,7 @@ constexpr std::pair<int, int> kLimits[] = {
     {SQLITE_LIMIT_COMPOUND_SELECT, 4},
     {SQLITE_LIMIT_VDBE_OP, 25000},
     {SQLITE_LIMIT_FUNCTION_ARG, 8},
-    {SQLITE_LIMIT_ATTACHED, 0},
+    {SQLITE_LIMIT_ATTACHED, 1},
     {SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 64},
     {SQLITE_LIMIT_VARIABLE_NUMBER, 64},
     {SQLITE_LIMIT_TRIGGER_DEPTH, 1},
