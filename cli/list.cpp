@@ -17,9 +17,9 @@ namespace {
 constexpr std::size_t kColumns = 17;
 using Row = std::array<std::string, kColumns>;
 
-constexpr Row kHeader = {"id",   "op",     "E",      "k",       "K",    "N",
-                         "r",    "tokens", "act",    "weights", "lora", "layout",
-                         "arch", "device", "config", "time_ms", "tuned"};
+const Row kHeader = {"id",   "op",     "E",      "k",       "K",    "N",
+                     "r",    "tokens", "act",    "weights", "lora", "layout",
+                     "arch", "device", "config", "time_ms", "tuned"};
 // Numbers read best right-aligned.
 constexpr std::array<bool, kColumns> kRightAligned = {false, false, true,  true,  true,  true,
                                                       true,  true,  false, false, false, false,
