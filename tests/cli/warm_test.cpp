@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,35 @@ TEST_F(OfflineWarm, ExplicitShapeFlagsReachTheStoredSpec) {
     EXPECT_EQ(entry->key.device.arch, "sm_80");
     EXPECT_EQ(entry->key.token_bucket, 128);
   }
+}
+
+}  // namespace
+}  // namespace moejit
+
+namespace moejit {
+namespace {
+
+TEST_F(OfflineWarm, HfConfigWarmsThePresetsShapes) {
+  const std::string config = std::string(MOEJIT_HF_CONFIGS) + "/gpt-oss-20b.json";
+  const auto result =
+      run_moejit("warm --hf-config '" + config + "' --tokens 256 --arch sm_80 " + cache_flag());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const ModelPreset preset = *find_preset("gpt-oss-20b");
+  const std::vector<CacheEntry> stored = entries();
+  ASSERT_EQ(stored.size(), 2u);
+  for (Projection projection : {Projection::gate_up, Projection::down}) {
+    const ProjectionSpec spec = projection_spec(preset, projection, 16);
+    EXPECT_NE(entry_for(stored, spec), nullptr) << spec.describe();
+  }
+}
+
+TEST_F(OfflineWarm, MalformedHfConfigIsAnErrorNamingTheField) {
+  const auto config = dir_.path() / "config.json";
+  std::ofstream(config) << R"({"num_experts": 8, "hidden_size": 256, "intermediate_size": 128})";
+  const auto result = run_moejit("warm --hf-config '" + config.string() + "' " + cache_flag());
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, config.string() + ": num_experts_per_tok")) << result.output;
+  EXPECT_FALSE(std::filesystem::exists(cache_)) << "nothing may be written for a bad config";
 }
 
 }  // namespace
