@@ -117,7 +117,24 @@ TuningProblem::TuningProblem(const ProjectionSpec& spec, std::int64_t tokens, st
     const std::size_t x_rows = v.grouped_in ? rows : rows / v.gather_div;
     const float inv_sqrt_k = 1.0f / std::sqrt(static_cast<float>(k));
     gemm_.x = random(x_rows * k, spec.act, 1.0f);
-    gemm_.w = random(E * n * k, spec.act, inv_sqrt_k);
+    const std::size_t weights = E * n * k;
+    if (spec.weights == WeightFormat::nf4) {
+      // Any bytes are valid nf4 codes and qabsmax indices; scales are random too.
+      const std::size_t blocks = (weights + spec.quant_blocksize - 1) / spec.quant_blocksize;
+      gemm_.w = random((weights / 2 + 1) / 2, DType::fp16, 1.0f);
+      gemm_.absmax = spec.double_quant ? random(blocks / 2 + 1, DType::fp16, 1.0f)
+                                       : random(blocks, DType::fp32, inv_sqrt_k);
+      gemm_.code = random(16, DType::fp32, 1.0f);
+      gemm_.absmax2 = random(blocks / 256 + 1, DType::fp32, inv_sqrt_k);
+      gemm_.code2 = random(256, DType::fp32, 1.0f);
+      gemm_.offset = 0.01f;
+    } else if (spec.weights == WeightFormat::int8_rowwise) {
+      gemm_.w = random(weights / 2, DType::fp16, 1.0f);
+      // row_stats: one per last-dimension row, at most weights / min(k, n) in either layout.
+      gemm_.absmax = random(weights / std::min(k, n), DType::fp32, inv_sqrt_k);
+    } else {
+      gemm_.w = random(weights, spec.act, inv_sqrt_k);
+    }
     gemm_.lora_a = random(E * r * k, v.a_dtype, inv_sqrt_k);
     gemm_.lora_b = random(E * r * n, v.b_dtype, 1.0f / std::sqrt(static_cast<float>(r)));
     gemm_.bias = v.has_bias ? random(E * n, spec.act, 1.0f) : nullptr;

@@ -28,6 +28,9 @@ struct Config {{
   static constexpr bool kGroupedIn = {grouped_in};
   static constexpr bool kGroupedOut = {grouped_out};
   static constexpr bool kHasBias = {has_bias};
+  static constexpr int kWeightFormat = {weight_format};
+  static constexpr int kQuantBlocksize = {quant_blocksize};
+  static constexpr bool kDoubleQuant = {double_quant};
   static constexpr int kBlockM = {block_m};
   static constexpr int kBlockN = {block_n};
   static constexpr int kBlockK = {block_k};
@@ -125,7 +128,11 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
       arg("experts", spec.experts), arg("top_k", spec.top_k), arg("gather_div", v.gather_div),
       arg("k", v.k), arg("n", v.n), arg("rank", spec.rank), arg("in_out", v.in_out),
       arg("b_storage", v.b_storage), arg("grouped_in", v.grouped_in),
-      arg("grouped_out", v.grouped_out), arg("has_bias", v.has_bias), arg("block_m", c.block_m),
+      arg("grouped_out", v.grouped_out), arg("has_bias", v.has_bias),
+      arg("weight_format", static_cast<int>(spec.weights)),
+      arg("quant_blocksize", spec.weights == WeightFormat::nf4 ? spec.quant_blocksize : 0),
+      arg("double_quant", spec.weights == WeightFormat::nf4 && spec.double_quant),
+      arg("block_m", c.block_m),
       arg("block_n", c.block_n), arg("block_k", c.block_k), arg("warps_m", c.warps_m),
       arg("warps_n", c.warps_n), arg("stages", c.stages), arg("smem_bytes", out.dynamic_smem));
   out.name_expression = c.wgmma ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
@@ -178,7 +185,9 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
     case KernelFamily::gemm: {
       const GemmView v = gemm_view(spec);
       // Epilogue tiles (B_e and x*A^T in the 16-bit act dtype) and the source/destination rows.
-      const int epilogue = (c.block_n + c.block_m) * padded_row_bytes(rp * 2) + c.block_m * 16;
+      // The nf4 code tables (16 + 256 fp32) follow.
+      const int epilogue = (c.block_n + c.block_m) * padded_row_bytes(rp * 2) + c.block_m * 16 +
+                           (spec.weights == WeightFormat::nf4 ? (16 + 256) * 4 : 0);
       if (c.wgmma)  // 128-byte rows everywhere, plus slack to align the tiles to 1024 bytes
         return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 + epilogue;
       const int a = static_cast<int>(size_of(v.a_dtype));
@@ -235,9 +244,6 @@ std::int64_t grid_size(const ProjectionSpec& spec, const TileConfig& c, std::int
 
 KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& c) {
   spec.validate();
-  if (spec.weights != WeightFormat::bf16 && spec.weights != WeightFormat::fp16)
-    throw InvalidArgument("weights", std::string(to_string(spec.weights)),
-                          "bf16 or fp16 (quantized formats are not generated yet)");
   switch (family_of(spec.op)) {
     case KernelFamily::gemm:
       c.validate();

@@ -178,6 +178,19 @@ std::size_t backward_workspace_bytes(const ProjectionSpec& spec, std::int64_t to
   return workspace_layout(spec, tokens).total;
 }
 
+namespace {
+
+template <class Args>
+void set_quant(ForwardParams& p, const Args& args) {
+  p.absmax = args.w_absmax;
+  p.code = args.w_code;
+  p.absmax2 = args.w_absmax2;
+  p.code2 = args.w_code2;
+  p.offset = args.w_offset;
+}
+
+}  // namespace
+
 void Runtime::forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstream stream) {
   validate_forward_args(spec, args);
   if (spec.op != OpKind::forward)
@@ -198,6 +211,7 @@ void Runtime::forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstr
   p.scattered_idxs = args.sorted_scattered_idxs;
   p.y = args.y;
   p.xa_out = args.save_xa;
+  set_quant(p, args);
   p.rows = rows;
   p.scale = args.scale;
   std::lock_guard lock(impl_->mutex);
@@ -261,6 +275,7 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
   dx.scattered_idxs = args.sorted_scattered_idxs;
   dx.y = per_slot ? workspace + ws.slots : args.dx;
   dx.xa_out = dy_b;
+  set_quant(dx, args);
   dx.rows = rows;
   dx.scale = args.scale;
   run(OpKind::backward_dx, &dx);

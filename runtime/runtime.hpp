@@ -16,11 +16,19 @@ namespace moejit {
 
 // Device pointers for one forward call (SPEC.md "Ops"); all 16-byte aligned.
 struct ForwardArgs {
-  const void* x = nullptr;                      // [T, K], or [T*k, K] when grouped_in
-  const void* w = nullptr;                      // base weights of all experts
-  const void* lora_a = nullptr;                 // A storage
-  const void* lora_b = nullptr;                 // B storage
-  const void* bias = nullptr;                   // [E, N]; required iff spec.has_bias
+  const void* x = nullptr;  // [T, K], or [T*k, K] when grouped_in
+  const void* w = nullptr;  // base weights of all experts
+  // Quantized base weights (spec.weights nf4 or int8_rowwise, SPEC.md "Base weights"): `w` then
+  // holds the packed nf4 bytes (bitsandbytes' layout) or the int8 `cb`.
+  const void* w_absmax = nullptr;    // nf4: fp32 absmax, or uint8 qabsmax with double quant;
+                                     // int8_rowwise: fp32 row_stats
+  const float* w_code = nullptr;     // nf4: fp32[16] (QuantState.code)
+  const float* w_absmax2 = nullptr;  // nf4 double quant: fp32[ceil(nblocks / 256)]
+  const float* w_code2 = nullptr;    // nf4 double quant: fp32[256]
+  float w_offset = 0.0f;             // nf4 double quant
+  const void* lora_a = nullptr;      // A storage
+  const void* lora_b = nullptr;      // B storage
+  const void* bias = nullptr;        // [E, N]; required iff spec.has_bias
   const void* sorted_expert_idxs = nullptr;     // [T*k]
   const void* sorted_scattered_idxs = nullptr;  // [T*k]
   const void* expert_offsets = nullptr;         // [E]
@@ -37,6 +45,15 @@ struct ForwardArgs {
 struct BackwardArgs {
   const void* x = nullptr;
   const void* w = nullptr;
+  // Quantized base weights (spec.weights nf4 or int8_rowwise, SPEC.md "Base weights"): `w` then
+  // holds the packed nf4 bytes (bitsandbytes' layout) or the int8 `cb`.
+  const void* w_absmax = nullptr;    // nf4: fp32 absmax, or uint8 qabsmax with double quant;
+                                     // int8_rowwise: fp32 row_stats
+  const float* w_code = nullptr;     // nf4: fp32[16] (QuantState.code)
+  const float* w_absmax2 = nullptr;  // nf4 double quant: fp32[ceil(nblocks / 256)]
+  const float* w_code2 = nullptr;    // nf4 double quant: fp32[256]
+  float w_offset = 0.0f;             // nf4 double quant
+
   const void* lora_a = nullptr;
   const void* lora_b = nullptr;
   const void* sorted_expert_idxs = nullptr;

@@ -40,6 +40,22 @@ std::vector<std::int64_t> download_indices(const void* device, std::int64_t coun
   return out;
 }
 
+template <class Args>
+void require_quant_pointers(const ProjectionSpec& spec, const Args& args) {
+  if (spec.weights == WeightFormat::nf4) {
+    require_pointer(args.w_absmax, spec.double_quant ? "w_absmax (qabsmax)" : "w_absmax");
+    if (!args.w_code) throw InvalidArgument("w_code", "null", "the nf4 code table (fp32[16])");
+    if (spec.double_quant) {
+      if (!args.w_absmax2)
+        throw InvalidArgument("w_absmax2", "null", "fp32 absmax2 for double quantization");
+      if (!args.w_code2)
+        throw InvalidArgument("w_code2", "null", "the fp32[256] code2 for double quantization");
+    }
+  } else if (spec.weights == WeightFormat::int8_rowwise) {
+    require_pointer(args.w_absmax, "w_absmax (row_stats)");
+  }
+}
+
 }  // namespace
 
 void validate_forward_args(const ProjectionSpec& spec, const ForwardArgs& args) {
@@ -47,6 +63,7 @@ void validate_forward_args(const ProjectionSpec& spec, const ForwardArgs& args) 
   if (args.tokens < 0) throw InvalidArgument("tokens", std::to_string(args.tokens), ">= 0");
   require_pointer(args.x, "x");
   require_pointer(args.w, "w");
+  require_quant_pointers(spec, args);
   require_pointer(args.lora_a, "lora_a");
   require_pointer(args.lora_b, "lora_b");
   require_pointer(args.expert_offsets, "expert_offsets");
@@ -70,6 +87,7 @@ void validate_backward_args(const ProjectionSpec& spec, const BackwardArgs& args
   if (args.tokens < 0) throw InvalidArgument("tokens", std::to_string(args.tokens), ">= 0");
   require_pointer(args.x, "x");
   require_pointer(args.w, "w");
+  require_quant_pointers(spec, args);
   require_pointer(args.lora_a, "lora_a");
   require_pointer(args.lora_b, "lora_b");
   require_pointer(args.expert_offsets, "expert_offsets");

@@ -12,6 +12,7 @@
 // Tensor cores: mma.sync m16n8k16 with fp32 accumulation, fed by a cp.async multistage pipeline
 // (sm_80 and newer).
 #include "moejit/params.h"
+#include "moejit/quant_weights.cuh"
 #include "moejit/tile.cuh"
 
 namespace moejit {
@@ -85,7 +86,32 @@ struct ForwardKernel {
   static constexpr int kBTileOffset = STAGES * kStageBytes;
   static constexpr int kXaTileOffset = kBTileOffset + BTile::kBytes;
   static constexpr int kRowsOffset = kXaTileOffset + XaTile::kBytes;
-  static constexpr int kSmemBytes = kRowsOffset + BM * 2 * 8;  // source and destination rows
+  static constexpr int kTablesOffset = kRowsOffset + BM * 2 * 8;  // source and destination rows
+  static constexpr bool kQuant =
+      Cfg::kWeightFormat == kWeightNf4 || Cfg::kWeightFormat == kWeightInt8;
+  static constexpr int kSmemBytes =
+      kTablesOffset +
+      (Cfg::kWeightFormat == kWeightNf4 ? static_cast<int>(sizeof(QuantTables)) : 0);
+  using WeightFetch = QuantWeightFetch<Cfg::kWeightFormat, Cfg::kQuantBlocksize, Cfg::kDoubleQuant,
+                                       kInOut ? BK*(BN / 8) : BN*(BK / 8), kThreads>;
+
+  // The tile chunk, flat weight index and row length of quantized chunk c of k-block kb.
+  __device__ static bool quant_chunk(const OutputTile& t, int kb, int c, long long& flat,
+                                     long long& row_len, int& chunk) {
+    if constexpr (kInOut) {
+      const int row = c / (BN / 8), ch = c % (BN / 8), k = kb * BK + row, n = t.n0 + ch * 8;
+      flat = (static_cast<long long>(t.expert) * K + k) * N + n;
+      row_len = N;
+      chunk = WTile::chunk_offset(row, ch);
+      return k < K && n < N;
+    } else {
+      const int row = c / (BK / 8), ch = c % (BK / 8), k = kb * BK + ch * 8, n = t.n0 + row;
+      flat = (static_cast<long long>(t.expert) * N + n) * K + k;
+      row_len = K;
+      chunk = WTile::chunk_offset(row, ch);
+      return k < K && n < N;
+    }
+  }
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
 
@@ -105,7 +131,7 @@ struct ForwardKernel {
     }
     const char* w = static_cast<const char*>(p.w);
     char* ws = stage + XTile::kBytes;
-    if (base) {  // without the base product the weight tile is not needed
+    if (base && !kQuant) {  // without the base product the weight tile is not needed
       if constexpr (kInOut) {
         constexpr int WC = BN / 8;
         for (int c = threadIdx.x; c < BK * WC; c += kThreads) {
@@ -241,14 +267,26 @@ struct ForwardKernel {
                           : 0.f;
       *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v);
     }
+    QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
+    stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, kThreads);
     __syncthreads();
 
     float acc[MF][NF][4] = {};
+    WeightFetch fetch;
+    auto fetch_weights = [&](int kb) {
+      fetch.fetch(p, [&](int c, long long& flat, long long& row_len, int& chunk) {
+        return quant_chunk(t, kb, c, flat, row_len, chunk);
+      });
+    };
     float xa[MF][XA_PER_WARP][4] = {};
     const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
       if (s < KB) load_stage(p, t, smem + s * kStageBytes, s, src_rows, base);
+      if (kQuant && base && s < KB) {
+        fetch_weights(s);
+        fetch.template store<Act>(smem + s * kStageBytes + XTile::kBytes, tables, p.offset);
+      }
       cp_async_commit();
     }
     for (int kb = 0; kb < KB; ++kb) {
@@ -256,8 +294,12 @@ struct ForwardKernel {
       __syncthreads();
       const int next = kb + STAGES - 1;
       if (next < KB) load_stage(p, t, smem + (next % STAGES) * kStageBytes, next, src_rows, base);
+      if (kQuant && base && next < KB) fetch_weights(next);  // registers, decoded below
       cp_async_commit();
       compute_stage(smem + (kb % STAGES) * kStageBytes, warp_m, warp_n, base, acc, xa);
+      if (kQuant && base && next < KB)
+        fetch.template store<Act>(smem + (next % STAGES) * kStageBytes + XTile::kBytes, tables,
+                                  p.offset);
     }
     cp_async_wait<0>();
     const int g = lane >> 2, tq = lane & 3;

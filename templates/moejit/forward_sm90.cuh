@@ -57,7 +57,32 @@ struct ForwardSm90Kernel {
   static constexpr int kBTileOffset = STAGES * kStageBytes;
   static constexpr int kXaTileOffset = kBTileOffset + BTile::kBytes;
   static constexpr int kRowsOffset = kXaTileOffset + XaTile::kBytes;
-  static constexpr int kSmemBytes = 1024 + kRowsOffset + BM * 2 * 8;  // 1024: alignment slack
+  static constexpr int kTablesOffset = kRowsOffset + BM * 2 * 8;
+  static constexpr bool kQuant =
+      Cfg::kWeightFormat == kWeightNf4 || Cfg::kWeightFormat == kWeightInt8;
+  static constexpr int kSmemBytes =  // 1024: alignment slack
+      1024 + kTablesOffset +
+      (Cfg::kWeightFormat == kWeightNf4 ? static_cast<int>(sizeof(QuantTables)) : 0);
+  using WeightFetch = QuantWeightFetch<Cfg::kWeightFormat, Cfg::kQuantBlocksize, Cfg::kDoubleQuant,
+                                       BN * 8, kThreads>;
+
+  // The tile chunk, flat weight index and row length of quantized chunk c of k-block kb.
+  __device__ static bool quant_chunk(const OutputTile& t, int kb, int c, long long& flat,
+                                     long long& row_len, int& chunk) {
+    if constexpr (kInOut) {
+      const int row = c / (BN / 8), ch = c % (BN / 8), k = kb * BK + row, n = t.n0 + ch * 8;
+      flat = (static_cast<long long>(t.expert) * K + k) * N + n;
+      row_len = N;
+      chunk = w_in_out_chunk(row, ch);
+      return k < K && n < N;
+    } else {
+      const int row = c >> 3, ch = c & 7, k = kb * BK + ch * 8, n = t.n0 + row;
+      flat = (static_cast<long long>(t.expert) * N + n) * K + k;
+      row_len = K;
+      chunk = WTile::chunk_offset(row, ch);
+      return k < K && n < N;
+    }
+  }
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
 
@@ -76,7 +101,9 @@ struct ForwardSm90Kernel {
     }
     const char* w = static_cast<const char*>(p.w);
     char* ws = stage + XTile::kBytes;
-    if constexpr (kInOut) {
+    if constexpr (kQuant) {
+      // fetched and decoded by the main loop
+    } else if constexpr (kInOut) {
       constexpr int WC = BN / 8;
       for (int c = threadIdx.x; c < (base ? BK * WC : 0); c += kThreads) {
         const int row = c / WC, ch = c % WC, k = k0 + row, n = t.n0 + ch * 8;
@@ -157,8 +184,16 @@ struct ForwardSm90Kernel {
                           : 0.f;
       *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v);
     }
+    QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
+    stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, kThreads);
     __syncthreads();
 
+    WeightFetch fetch;
+    auto fetch_weights = [&](int kb) {
+      fetch.fetch(p, [&](int c, long long& flat, long long& row_len, int& chunk) {
+        return quant_chunk(t, kb, c, flat, row_len, chunk);
+      });
+    };
     float acc[BN / 2];
     float xa[RP / 16][8];
 #pragma unroll
@@ -171,6 +206,10 @@ struct ForwardSm90Kernel {
 #pragma unroll
     for (int s = 0; s < kPrefetch; ++s) {
       if (s < KB) load_stage(p, t, smem + s * kStageBytes, s, src_rows, base);
+      if (kQuant && base && s < KB) {
+        fetch_weights(s);
+        fetch.template store<Act>(smem + s * kStageBytes + XTile::kBytes, tables, p.offset);
+      }
       cp_async_commit();
     }
     for (int kb = 0; kb < KB; ++kb) {
@@ -180,6 +219,7 @@ struct ForwardSm90Kernel {
       // The stage loaded now was last read by the wgmma batch of kb - 2, which has completed.
       const int next = kb + kPrefetch;
       if (next < KB) load_stage(p, t, smem + (next % STAGES) * kStageBytes, next, src_rows, base);
+      if (kQuant && base && next < KB) fetch_weights(next);  // registers, decoded below
       cp_async_commit();
 
       const char* stage = smem + (kb % STAGES) * kStageBytes;
@@ -204,6 +244,11 @@ struct ForwardSm90Kernel {
       }
       wgmma_commit();
       wgmma_wait<1>();
+      // Decoded while this stage's wgmma runs; made visible to wgmma by the fence and barrier at
+      // the top of a later iteration.
+      if (kQuant && base && next < KB)
+        fetch.template store<Act>(smem + (next % STAGES) * kStageBytes + XTile::kBytes, tables,
+                                  p.offset);
     }
     wgmma_wait<0>();
     wgmma_fence_operands(acc);

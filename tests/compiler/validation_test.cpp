@@ -101,25 +101,27 @@ INSTANTIATE_TEST_SUITE_P(
       return info.param.argument + "_" + info.param.value;
     });
 
-TEST(InvalidSpec, WgmmaNeedsOutInWeightsAndLoraInActDtype) {
+TEST(InvalidSpec, WgmmaNeedsLoraInActDtype) {
   const TileConfig wgmma{128, 128, 64, 8, 1, 4, true};
   EXPECT_NO_THROW(render_kernel_source(valid_spec(), wgmma));
-  ProjectionSpec in_out = valid_spec();
+  ProjectionSpec in_out = valid_spec();  // N-contiguous weights: wgmma reads B transposed
   in_out.layout = WeightLayout::in_out;
-  expect_mentions(invalid_argument_message([&] { render_kernel_source(in_out, wgmma); }),
-                  {"tile config", wgmma.name(), "out_in"});
+  EXPECT_NO_THROW(render_kernel_source(in_out, wgmma));
   ProjectionSpec fp32_lora = valid_spec();
   fp32_lora.lora = DType::fp32;
   expect_mentions(invalid_argument_message([&] { render_kernel_source(fp32_lora, wgmma); }),
                   {"tile config", "lora"});
 }
 
-TEST(InvalidSpec, QuantizedWeightsAreNotRenderedYet) {
+TEST(InvalidSpec, QuantizedWeightsRenderTheirFormat) {
   ProjectionSpec spec = valid_spec();
   spec.weights = WeightFormat::int8_rowwise;
-  EXPECT_NO_THROW(spec.validate());
+  EXPECT_NE(render_kernel_source(spec, TileConfig{}).source.find("kWeightFormat = 3;"),
+            std::string::npos);
+  spec.weights = WeightFormat::nf4;
+  spec.quant_blocksize = 48;
   expect_mentions(invalid_argument_message([&] { render_kernel_source(spec, TileConfig{}); }),
-                  {"weights", "int8_rowwise"});
+                  {"quant_blocksize", "48"});
 }
 
 struct ConfigMutation {
