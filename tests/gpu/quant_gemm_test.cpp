@@ -1,0 +1,267 @@
+// The forward and backward over quantized base weights (nf4 with and without double quantization,
+// int8_rowwise) through moejit::Runtime, against the float64 references fed with the weights
+// dequantized bit-exactly on the CPU: Y, the saved x*A^T, dX, dA and dB within SPEC.md's bounds,
+// finite and written, bitwise reproducible; and the quantization arguments checked by name. The
+// case list and the oracle's own checks run anywhere; everything on the device skips without a GPU.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "compiler/error.hpp"
+#include "tests/gpu/backward_problem.hpp"
+#include "tests/gpu/gpu_env.hpp"
+#include "tests/gpu/quant_gemm_checker.hpp"
+#include "tests/gpu/quant_gemm_device.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace moejit::test {
+namespace {
+
+// ---- the case list and the oracle (no GPU) ----
+
+std::string format_name(const ProjectionSpec& s) {
+  if (s.weights != WeightFormat::nf4) return std::string(to_string(s.weights));
+  return fmt::format("nf4/{}{}", s.quant_blocksize, s.double_quant ? "/dq" : "");
+}
+
+bool has_empty_expert(const QuantCase& c) {
+  Rng rng(c.seed);
+  const Routing routing = make_routing(c.routing, c.spec.experts, c.spec.top_k, c.tokens, rng);
+  for (int e = 0; e < c.spec.experts; ++e)
+    if (routing.rows_of(e) == 0) return true;
+  return false;
+}
+
+TEST(QuantGemmCases, CoverEveryAxis) {
+  const std::vector<QuantCase> cases = quant_gemm_cases();
+  std::set<std::string> combos;
+  std::set<int> experts, top_ks, ranks;
+  std::set<std::pair<bool, bool>> groupings;
+  std::set<bool> biases, saves, forward_wgmma;
+  bool empty_expert = false, crossing_partial = false, ragged = true;
+  for (const QuantCase& c : cases) {
+    const ProjectionSpec& s = c.spec;
+    combos.insert(fmt::format("{} {} {}", format_name(s), to_string(s.layout), to_string(s.act)));
+    experts.insert(s.experts);
+    top_ks.insert(s.top_k);
+    ranks.insert(s.rank);
+    groupings.insert({s.grouped_in, s.grouped_out});
+    biases.insert(s.has_bias);
+    saves.insert(c.save_xa);
+    forward_wgmma.insert(s.lora == s.act && s.rank <= 128);
+    empty_expert = empty_expert || has_empty_expert(c);
+    const std::int64_t n = std::int64_t(s.experts) * s.in_features * s.out_features;
+    const std::int64_t bs = std::max(1, s.quant_blocksize), blocks = (n + bs - 1) / bs;
+    crossing_partial = crossing_partial || (blocks_cross_experts(s) && s.double_quant &&
+                                            n % bs != 0 && blocks > 256 && blocks % 256 != 0);
+    ragged = ragged && (s.in_features % 64 != 0 && s.out_features % 64 != 0);
+  }
+  for (const std::string format : {"nf4/32", "nf4/32/dq", "nf4/64", "nf4/64/dq", "nf4/128",
+                                   "nf4/128/dq", "nf4/256", "nf4/256/dq", "int8_rowwise"})
+    for (const char* layout : {"out_in", "in_out"})
+      for (const char* act : {"bf16", "fp16"}) {
+        const std::string combo = fmt::format("{} {} {}", format, layout, act);
+        EXPECT_TRUE(combos.count(combo)) << "no case for " << combo;
+      }
+  EXPECT_EQ(experts, (std::set<int>{1, 3, 8}));
+  EXPECT_EQ(top_ks, (std::set<int>{1, 2}));
+  for (const int r : {1, 16, 33}) EXPECT_TRUE(ranks.count(r)) << "rank " << r;
+  EXPECT_TRUE(std::any_of(ranks.begin(), ranks.end(), [](int r) { return r > 128; }));
+  EXPECT_EQ(groupings.size(), 4u);
+  EXPECT_EQ(biases.size(), 2u);
+  EXPECT_EQ(saves.size(), 2u);
+  EXPECT_EQ(forward_wgmma.size(), 2u) << "both forward kernel families on sm_90a";
+  EXPECT_TRUE(empty_expert) << "no case has an expert without rows";
+  EXPECT_TRUE(crossing_partial) << "no case has blocks crossing experts, a partial last block and "
+                                   "a partial second absmax2 block";
+  EXPECT_TRUE(ragged) << "every K and N is a multiple of 8 but not of 64";
+  EXPECT_LE(cases.size(), 44u) << "keep the GPU run short";
+}
+
+// The oracle's weights: the SPEC.md array sizes, and Wd close to the float weights in the same
+// order (a layout slip in the test would show as an error near 100%).
+TEST(QuantGemmOracle, QuantizedArraysHaveSpecSizesAndTrackTheWeights) {
+  for (const QuantCase& c : quant_gemm_cases()) {
+    const ProjectionSpec& s = c.spec;
+    SCOPED_TRACE(c.describe());
+    const QuantizedBase base = make_quantized_base(s, c.seed);
+    const std::vector<float> w = random_base_weights(s, c.seed);
+    const auto n = static_cast<std::int64_t>(w.size());
+    ASSERT_EQ(base.dequantized.size(), w.size());
+    double error = 0, norm = 0;
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      error += std::pow(base.dequantized.at(i) - w[i], 2);
+      norm += std::pow(double(w[i]), 2);
+    }
+    if (s.weights == WeightFormat::nf4) {
+      const std::int64_t blocks = (n + s.quant_blocksize - 1) / s.quant_blocksize;
+      EXPECT_EQ(std::int64_t(base.nf4.packed.size()), (n + 1) / 2);
+      EXPECT_EQ(std::int64_t(s.double_quant ? base.nf4.qabsmax.size() : base.nf4.absmax.size()),
+                blocks);
+      if (s.double_quant) {
+        EXPECT_EQ(std::int64_t(base.nf4.absmax2.size()), (blocks + 255) / 256);
+      }
+      EXPECT_LT(std::sqrt(error / norm), 0.15) << "nf4 quantization error";
+    } else {
+      const int cols = s.layout == WeightLayout::out_in ? s.in_features : s.out_features;
+      EXPECT_EQ(std::int64_t(base.int8.row_stats.size()), n / cols);
+      EXPECT_LT(std::sqrt(error / norm), 0.01) << "int8 quantization error";
+    }
+  }
+}
+
+TEST(QuantGemmOracle, ErrorPatternLocatesBadElements) {
+  const std::vector<double> ref(6 * 4, 1.0);  // 6 rows of 4
+  HostTensor out(DType::fp32, ref.size());
+  for (std::size_t i = 0; i < ref.size(); ++i) out.set(i, 1.0f);
+  out.set(1 * 4 + 2, 1.5f);  // row 1, col 2
+  out.set(4 * 4 + 3, NAN);   // row 4, col 3
+  const std::string pattern = error_pattern(ref, out, 4, 5e-3, {0, 0, 1, 1, 2, 2});
+  EXPECT_NE(pattern.find("2 of 24 elements"), std::string::npos) << pattern;
+  EXPECT_NE(pattern.find("(1 not finite)"), std::string::npos) << pattern;
+  EXPECT_NE(pattern.find("rows 1..4, cols 2..3"), std::string::npos) << pattern;
+  EXPECT_NE(pattern.find("per expert {0: 1, 2: 1}"), std::string::npos) << pattern;
+  out.set(1 * 4 + 2, 1.0f);
+  out.set(4 * 4 + 3, 1.0f);
+  EXPECT_EQ(error_pattern(ref, out, 4, 5e-3, {}), "");
+}
+
+// ---- on the GPU ----
+
+int worker_count() {
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 16u));
+}
+
+void run_cases(const std::vector<QuantCase>& cases, int workers) {
+  const TempDir dir("moejit-quant-gemm-test");
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<std::string> results = check_quant_cases(cases, dir.path(), workers);
+  int failed = 0;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const bool passed = results[i].empty();
+    failed += passed ? 0 : 1;
+    std::cout << (passed ? "[ PASS ] " : "[ FAIL ] ") << cases[i].describe() << "\n";
+    if (!passed) ADD_FAILURE() << cases[i].describe() << ":\n" << results[i];
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << "checked " << cases.size() << " quantized-weight cases (" << failed << " failed) on "
+            << workers << " workers in " << seconds << " s\n";
+}
+
+TEST(QuantGemm, ForwardAndBackwardMatchReference) {
+  MOEJIT_SKIP_WITHOUT_GPU();
+  run_cases(quant_gemm_cases(), worker_count());
+}
+
+// Also checks accuracy; each op runs twice and must repeat itself bit for bit.
+TEST(QuantGemm, LargeRunsAreBitwiseIdentical) {
+  MOEJIT_SKIP_WITHOUT_GPU();
+  run_cases({large_determinism_case()}, 1);
+}
+
+// SPEC.md "Input checks": a missing quantization array is an InvalidArgument naming it, raised
+// before anything is launched or written.
+class QuantGemmInputChecks : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MOEJIT_SKIP_WITHOUT_GPU();
+    context_.emplace();
+  }
+
+  static QuantCase small_case(WeightFormat weights, bool double_quant) {
+    QuantCase c;
+    c.spec.experts = 3;
+    c.spec.top_k = 2;
+    c.spec.in_features = 136;
+    c.spec.out_features = 72;
+    c.spec.rank = 16;
+    c.spec.weights = weights;
+    c.spec.quant_blocksize = weights == WeightFormat::nf4 ? 64 : 0;
+    c.spec.double_quant = double_quant;
+    c.tokens = 40;
+    c.seed = 11;
+    return c;
+  }
+
+  // Nulls `field` (via `clear`) in both calls and expects InvalidArgument whose message holds
+  // `quoted` ("'name'" or a prefix of it), with every output byte still 0xFF.
+  template <class Clear>
+  void expect_rejected(const QuantCase& c, const std::string& quoted, Clear clear) {
+    SCOPED_TRACE(c.describe());
+    const QuantizedBase base = make_quantized_base(c.spec, c.seed);
+    const ForwardInputs inputs = make_quant_inputs(c, base);
+    const DeviceQuantWeights weights(base);
+    DeviceProblem forward(c.spec, inputs);
+    BackwardProblem backward(c.spec, inputs, make_quant_dy(c), false);
+    RuntimeOptions options;
+    options.cache_path = dir_.path() / "cache.sqlite";
+    options.tune = false;
+    Runtime runtime(options);
+
+    ForwardArgs forward_args = forward.args();
+    weights.apply(forward_args);
+    clear(forward_args);
+    forward.poison_output();
+    expect_throws_naming([&] { runtime.forward(c.spec, forward_args); }, "forward", quoted);
+    synchronize_context();
+    expect_poisoned("Y", forward.download_output(), quoted);
+
+    BackwardArgs backward_args = backward.args();
+    weights.apply(backward_args);
+    clear(backward_args);
+    backward.poison();
+    expect_throws_naming([&] { runtime.backward(c.spec, backward_args); }, "backward", quoted);
+    synchronize_context();
+    const Gradients g = backward.download();
+    expect_poisoned("dX", g.dx, quoted);
+    expect_poisoned("dA", g.da, quoted);
+    expect_poisoned("dB", g.db, quoted);
+    EXPECT_EQ(runtime.stats().launches, 0);
+  }
+
+  template <class Call>
+  static void expect_throws_naming(Call call, const char* op, const std::string& quoted) {
+    try {
+      call();
+      ADD_FAILURE() << op << ": no InvalidArgument with " << quoted << " null";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(quoted), std::string::npos)
+          << op << ": the message does not name " << quoted << ": " << e.what();
+    }
+  }
+
+  static void expect_poisoned(const char* name, const HostTensor& t, const std::string& quoted) {
+    EXPECT_TRUE(std::all_of(t.bytes().begin(), t.bytes().end(), [](auto b) { return b == 0xFF; }))
+        << name << " written although " << quoted << " is null";
+  }
+
+  TempDir dir_;
+  std::optional<TestContext> context_;  // outlives the buffers of each test body
+};
+
+TEST_F(QuantGemmInputChecks, Nf4WithoutCodeNamesWCode) {
+  expect_rejected(small_case(WeightFormat::nf4, false), "'w_code'",
+                  [](auto& args) { args.w_code = nullptr; });
+}
+
+TEST_F(QuantGemmInputChecks, DoubleQuantWithoutCode2NamesWCode2) {
+  expect_rejected(small_case(WeightFormat::nf4, true), "'w_code2'",
+                  [](auto& args) { args.w_code2 = nullptr; });
+}
+
+TEST_F(QuantGemmInputChecks, Int8WithoutRowStatsNamesWAbsmax) {
+  // The runtime may add what the array holds after the name ("'w_absmax (row_stats)'").
+  expect_rejected(small_case(WeightFormat::int8_rowwise, false), "'w_absmax",
+                  [](auto& args) { args.w_absmax = nullptr; });
+}
+
+}  // namespace
+}  // namespace moejit::test
