@@ -124,7 +124,7 @@ class CacheStore {
   std::optional<CacheEntry> find(const std::string& id_prefix) const;
   // SQLite's integrity check: empty when the file is sound.
   std::vector<std::string> integrity_problems() const;
-  // Rewrites the file without free pages (VACUUM).
+  // Drops expired claims and rewrites the file without free pages (VACUUM).
   void compact();
   std::int64_t size_bytes() const;
 

@@ -79,7 +79,13 @@ std::size_t CacheStore::erase(const std::vector<std::string>& ids) {
 }
 
 void CacheStore::compact() {
-  impl_->run([](const sqlite::Database& db) { db.exec("VACUUM"); });
+  impl_->run([](const sqlite::Database& db) {
+    // Claims of builders that died with no one retrying their key are the only rows that linger.
+    sqlite::Statement expired(db, "DELETE FROM claims WHERE expires_unix_ms < :now");
+    expired.bind(":now", now_unix_ms());
+    expired.step();
+    db.exec("VACUUM");
+  });
 }
 
 }  // namespace moejit
