@@ -120,6 +120,27 @@ Gradients run_backward(Runtime& runtime, const QuantCase& c, const BackwardArgs&
   return problem.download();
 }
 
+// What Runtime::backward launches for the case, in order, for messages.
+std::string backward_kernels(const ProjectionSpec& s, bool save_xa) {
+  return fmt::format("pack_b, {}backward_dx, {}grad_a, grad_b",
+                     save_xa ? "" : "the forward kernel recomputing x*A^T, ",
+                     !s.grouped_in && s.top_k > 1 ? "reduce_slots, " : "");
+}
+
+// Runs `step`; a CudaError leaving it gets the stage and what the case had shown before it. A
+// kernel fault is asynchronous: it surfaces at the next synchronize or module load, of this or
+// of a concurrent worker, so the stage brackets the faulting launch rather than naming it.
+template <class Step>
+auto at_stage(const std::string& stage, const std::string& checks_before, Step step) {
+  try {
+    return step();
+  } catch (const CudaError& e) {
+    throw CudaError(fmt::format("{} [surfaced during {}; earlier checks of this case: {}]",
+                                e.what(), stage,
+                                checks_before.empty() ? "none failed" : checks_before));
+  }
+}
+
 void check_on_worker(const std::vector<QuantCase>& cases, const std::filesystem::path& cache,
                      std::atomic<std::size_t>& next, std::atomic<bool>& broken,
                      std::vector<std::string>& results) {
@@ -207,8 +228,12 @@ std::string check_quant_case(Runtime& runtime, const QuantCase& c, const cuda::S
   BackwardArgs backward_args = backward.args();
   weights.apply(backward_args);
 
-  const ForwardRun first = run_forward(runtime, c, forward_args, forward, backward, stream);
-  const ForwardRun second = run_forward(runtime, c, forward_args, forward, backward, stream);
+  const ForwardRun first = at_stage("forward run 1", "", [&] {
+    return run_forward(runtime, c, forward_args, forward, backward, stream);
+  });
+  const ForwardRun second = at_stage("forward run 2", "", [&] {
+    return run_forward(runtime, c, forward_args, forward, backward, stream);
+  });
   std::string why =
       output_mismatch("Y", y_ref, first.y, c.spec.out_features, forward_tolerance(c.spec.act),
                       slot_experts(inputs.routing, c.spec.grouped_out));
@@ -216,8 +241,13 @@ std::string check_quant_case(Runtime& runtime, const QuantCase& c, const cuda::S
   why += bitwise_difference("Y", first.y, second.y) +
          bitwise_difference("save_xa", first.xa, second.xa);
 
-  const Gradients g1 = run_backward(runtime, c, backward_args, backward, stream);
-  const Gradients g2 = run_backward(runtime, c, backward_args, backward, stream);
+  const std::string backward_stage = backward_kernels(c.spec, c.save_xa);
+  const Gradients g1 = at_stage("backward run 1 (" + backward_stage + ")", why, [&] {
+    return run_backward(runtime, c, backward_args, backward, stream);
+  });
+  const Gradients g2 = at_stage("backward run 2 (" + backward_stage + ")", why, [&] {
+    return run_backward(runtime, c, backward_args, backward, stream);
+  });
   if (const std::string grads = gradient_mismatch(ref_spec, inputs.routing, grad_ref, g1);
       !grads.empty())
     why += grads + gradient_patterns(ref_spec, inputs.routing, grad_ref, g1);
