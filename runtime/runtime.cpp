@@ -9,6 +9,7 @@
 
 #include "autotune/launch.hpp"
 #include "autotune/tuner.hpp"
+#include "cache/build_once.hpp"
 #include "cache/store.hpp"
 #include "compiler/error.hpp"
 #include "compiler/nvrtc_compiler.hpp"
@@ -77,17 +78,9 @@ struct Runtime::Impl {
   }
 
   // Cache entry for the key: from the store, else tuned or compiled (and stored).
-  CacheEntry find_or_build(const ProjectionSpec& spec, std::int64_t bucket) {
-    const CacheKey key = key_for(spec, bucket, identity);
-    LookupResult found = store.lookup(key);
-    const bool tunable = options.tune && is_tuned_op(spec.op);
-    if (found.status == LookupStatus::hit && (found.entry->tuned || !tunable)) {
-      ++stats.cache_hits;
-      return *found.entry;
-    }
-    if (found.status == LookupStatus::error)
-      std::cerr << "moejit: cache entry " << key.id() << " in " << cache_path.string()
-                << " is unusable (" << found.error << "); rebuilding it\n";
+  // Tunes `spec` (or compiles its default config) for the key; called on a cache miss.
+  CacheEntry build_entry(const ProjectionSpec& spec, std::int64_t bucket, const CacheKey& key,
+                         bool tunable) {
     ++stats.cache_misses;
     CacheEntry entry;
     entry.key = key;
@@ -101,25 +94,39 @@ struct Runtime::Impl {
       entry.report = tuned.best.kernel.report;
       entry.time_ms = tuned.best.time_ms;
       entry.tuned = true;
-    } else {
-      // An offline build for this arch serves until the entry is tuned in place.
-      const LookupResult offline =
-          store.lookup(key_for(spec, bucket, DeviceIdentity::offline(identity.arch)));
-      if (offline.status == LookupStatus::hit) {
-        ++stats.cache_hits;
-        return *offline.entry;
-      }
-      const TileConfig config = default_config(spec, identity.arch);
-      const auto compiled =
-          compile_candidates(spec, {config}, identity.arch, device.smem_optin_bytes, key.text(), 1);
-      ++stats.compiles;
-      entry.config = config;
-      entry.cubin = compiled[0].kernel.cubin;
-      entry.kernel_name = compiled[0].kernel.lowered_name;
-      entry.report = compiled[0].kernel.report;
+      return entry;
     }
-    store.put(entry);
+    // An offline build for this arch serves until the entry is tuned in place.
+    const LookupResult offline =
+        store.lookup(key_for(spec, bucket, DeviceIdentity::offline(identity.arch)));
+    if (offline.status == LookupStatus::hit) {
+      CacheEntry reused = *offline.entry;
+      reused.key = key;
+      return reused;
+    }
+    const TileConfig config = default_config(spec, identity.arch);
+    const auto compiled =
+        compile_candidates(spec, {config}, identity.arch, device.smem_optin_bytes, key.text(), 1);
+    ++stats.compiles;
+    entry.config = config;
+    entry.cubin = compiled[0].kernel.cubin;
+    entry.kernel_name = compiled[0].kernel.lowered_name;
+    entry.report = compiled[0].kernel.report;
     return entry;
+  }
+
+  // The cache entry for the key: stored, else built here or by another process sharing the cache
+  // file (which this one then waits for), so each key is tuned once per cache.
+  CacheEntry find_or_build(const ProjectionSpec& spec, std::int64_t bucket) {
+    const CacheKey key = key_for(spec, bucket, identity);
+    const bool tunable = options.tune && is_tuned_op(spec.op);
+    BuildOnceOptions once;
+    once.need_tuned = tunable;
+    const BuildOnceResult result =
+        build_once(store, key, once, [&] { return build_entry(spec, bucket, key, tunable); });
+    if (result.source == BuildSource::cached) ++stats.cache_hits;
+    if (result.source == BuildSource::waited) ++stats.cache_waits;
+    return result.entry;
   }
 
   const LoadedKernel& get(const ProjectionSpec& spec, std::int64_t tokens) {
@@ -262,6 +269,7 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
     p.expert_offsets = args.expert_offsets;
     p.scattered_idxs = args.sorted_scattered_idxs;
     p.xa_out = reinterpret_cast<float*>(workspace + ws.xa);
+    set_quant(p, args);
     p.rows = rows;
     p.scale = args.scale;
     run(OpKind::forward, &p);

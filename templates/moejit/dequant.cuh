@@ -14,13 +14,13 @@
 namespace moejit {
 
 // Weight format ids: the order of moejit::WeightFormat on the host.
-constexpr int kWeightFormatNf4 = 2;
-constexpr int kWeightFormatInt8Rowwise = 3;
+inline constexpr int kWeightFormatNf4 = 2;
+inline constexpr int kWeightFormatInt8Rowwise = 3;
 
-constexpr int kNf4MinBlocksize = 32;
-constexpr int kNf4MaxBlocksize = 4096;
-constexpr int kAbsmax2Blocksize = 256;                // second-level blocks of double quantization
-constexpr float kInt8Factor = 7.874015718698502e-3f;  // 1/127 in fp32
+inline constexpr int kNf4MinBlocksize = 32;
+inline constexpr int kNf4MaxBlocksize = 4096;
+inline constexpr int kAbsmax2Blocksize = 256;                // second-level blocks of double quantization
+inline constexpr float kInt8Factor = 7.874015718698502e-3f;  // 1/127 in fp32
 
 // fp32 multiply and add, each rounded on its own: the explicit .rn keeps ptxas from contracting a
 // multiply and an add into one FMA, whose single rounding SPEC.md's formulas do not allow.

@@ -18,10 +18,10 @@
 namespace moejit {
 
 // B storages of SPEC.md "LoRA factors".
-constexpr int kBStoragePeft = 0;         // [N, r*E], B_e[o, j] = B[o*r*E + j*E + e]
-constexpr int kBStorageExpertMajor = 1;  // [N, E*r], B_e[o, j] = B[o*E*r + e*r + j]
-constexpr int kBStorageStacked = 2;      // [E, N, r], B_e[o, j] = B[(e*N + o)*r + j]
-constexpr int kBStorageRowMajorT = 3;    // [E*r, N], B_e[o, j] = B[(e*r + j)*N + o] (A's layout)
+inline constexpr int kBStoragePeft = 0;         // [N, r*E], B_e[o, j] = B[o*r*E + j*E + e]
+inline constexpr int kBStorageExpertMajor = 1;  // [N, E*r], B_e[o, j] = B[o*E*r + e*r + j]
+inline constexpr int kBStorageStacked = 2;      // [E, N, r], B_e[o, j] = B[(e*N + o)*r + j]
+inline constexpr int kBStorageRowMajorT = 3;    // [E*r, N], B_e[o, j] = B[(e*r + j)*N + o] (A's layout)
 
 template <int kStorage, int E, int N, int R>
 __device__ __forceinline__ long long lora_b_index(int e, int o, int j) {
@@ -268,7 +268,7 @@ struct ForwardKernel {
       *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v);
     }
     QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
-    stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, kThreads);
+    if (base) stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, kThreads);
     __syncthreads();
 
     float acc[MF][NF][4] = {};

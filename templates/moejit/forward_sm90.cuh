@@ -185,7 +185,7 @@ struct ForwardSm90Kernel {
       *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v);
     }
     QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
-    stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, kThreads);
+    if (base) stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, kThreads);
     __syncthreads();
 
     WeightFetch fetch;

@@ -10,8 +10,8 @@
 namespace moejit {
 
 // Host WeightFormat order (compiler/problem.hpp).
-constexpr int kWeightNf4 = 2;
-constexpr int kWeightInt8 = 3;
+inline constexpr int kWeightNf4 = 2;
+inline constexpr int kWeightInt8 = 3;
 
 // Lookup tables of one CTA: the nf4 code (16) and the double-quantization code2 (256).
 struct QuantTables {

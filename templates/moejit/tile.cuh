@@ -7,7 +7,7 @@ namespace moejit {
 
 // Row stride, in 16-byte chunks, of a tile whose rows hold `chunks` chunks: a power of two below 8
 // and a multiple of 8 from there, so that the swizzle below never leaves the row.
-constexpr int padded_chunks(int chunks) {
+inline constexpr int padded_chunks(int chunks) {
   return chunks >= 8   ? (chunks + 7) / 8 * 8
          : chunks <= 1 ? 1
          : chunks <= 2 ? 2
