@@ -6,8 +6,11 @@
 #
 # Environment: STAGES (default tests,sanitizer,bench); OUT (default BUILD/device-out); time limits
 # in seconds TESTS_TIMEOUT, SANITIZER_TIMEOUT, BENCH_TIMEOUT, COMPOSITION_TIMEOUT; BENCH_ARGS for
-# both moejit_bench and composition.py (e.g. "--presets qwen3-30b-a3b --tokens 4096");
-# MOEJIT_BENCH_ARGS for moejit_bench alone; RACECHECK_TEST names the test run under racecheck.
+# both moejit_bench and composition.py (default: the qwen3-30b-a3b token sweep and fewer reps; e.g.
+# "--presets qwen3-30b-a3b --tokens 4096"); MOEJIT_BENCH_ARGS for moejit_bench alone (default: the
+# four weight formats), COMPOSITION_ARGS for composition.py alone (default: bf16 and nf4); an empty
+# value drops a default. CARRY_LIB: the carried libraries (default .carry/lib); RACECHECK_TEST names
+# the test run under racecheck.
 # Every stage runs even when an earlier one failed; the exit status is non-zero if any failed.
 # Writes at most 7 files into OUT: gpu-tests.log, sanitizer.log, bench.log, moejit.jsonl,
 # composition.jsonl and the report's <date>-<device>.md and .json.
@@ -18,10 +21,13 @@ OUT=${OUT:-$BUILD/device-out}
 STAGES=${STAGES:-tests,sanitizer,bench}
 TESTS_TIMEOUT=${TESTS_TIMEOUT:-120}
 SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-120}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-220}
-COMPOSITION_TIMEOUT=${COMPOSITION_TIMEOUT:-90}
-BENCH_ARGS=${BENCH_ARGS:-}
-MOEJIT_BENCH_ARGS=${MOEJIT_BENCH_ARGS:-}
+# The bench stage's default rows (bench/README.md) fit in about 6 minutes on an H100.
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-260}
+COMPOSITION_TIMEOUT=${COMPOSITION_TIMEOUT:-100}
+BENCH_ARGS=${BENCH_ARGS---tokens-sweep 1024,4096,8192,32768 --warmup 3 --reps 15}
+MOEJIT_BENCH_ARGS=${MOEJIT_BENCH_ARGS---weights bf16,nf4,nf4-dq,int8}
+COMPOSITION_ARGS=${COMPOSITION_ARGS---weights bf16,nf4}
+CARRY_LIB=${CARRY_LIB:-$PWD/.carry/lib}
 SUMMARY=()
 FAILED=0
 
@@ -55,8 +61,8 @@ relocate_build() {
 setup() {
   mkdir -p "$OUT"
   export PATH="/usr/local/cuda/bin:$PATH" PYTHONUNBUFFERED=1
-  # Libraries the image may lack travel in .carry/lib (bench/carry_libs.sh fills it).
-  export LD_LIBRARY_PATH="$PWD/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  # Libraries the image may lack travel in CARRY_LIB (bench/carry_libs.sh fills it).
+  export LD_LIBRARY_PATH="$CARRY_LIB:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
   if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader
   fi
@@ -115,7 +121,7 @@ stage_bench() {
     >"$OUT/moejit.jsonl" 2> >(tee -a "$log" >&2)
   rc=$?; if ((rc == 0)); then record moejit_bench PASS; else record moejit_bench FAIL "rc $rc"; fi
   # shellcheck disable=SC2086
-  timeout "$COMPOSITION_TIMEOUT" python3 bench/composition.py $BENCH_ARGS \
+  timeout "$COMPOSITION_TIMEOUT" python3 bench/composition.py $BENCH_ARGS $COMPOSITION_ARGS \
     >"$OUT/composition.jsonl" 2> >(tee -a "$log" >&2)
   rc=$?; if ((rc == 0)); then record composition PASS; else record composition FAIL "rc $rc"; fi
   python3 bench/report.py --moejit "$OUT/moejit.jsonl" --composition "$OUT/composition.jsonl" \

@@ -35,17 +35,18 @@ nlohmann::json last_json_line(const std::string& text) {
 
 }  // namespace
 
-nlohmann::json measure_first_launch(const BenchOptions& options, const ModelPreset& preset,
-                                    Projection projection, Clock::time_point main_start) {
+nlohmann::json measure_first_launch(const BenchOptions& options, const RowSpec& row,
+                                    Clock::time_point main_start) {
   cuda::ContextGuard context(0);
   const auto context_ready = Clock::now();
-  const ProjectionSpec spec = projection_spec(preset, projection, options.rank);
-  ForwardInputs inputs(spec, options.tokens, Fill::pattern, options.seed);
+  const ProjectionSpec spec =
+      with_weights(projection_spec(row.preset, row.projection, options.rank), row.weights);
+  ProblemInputs inputs(spec, row.tokens, Fill::pattern, options.seed, /*with_backward=*/false);
   cuda::Stream stream;
   const auto inputs_ready = Clock::now();
 
   Runtime runtime(RuntimeOptions{.cache_path = options.cache, .tune = true});
-  runtime.forward(spec, inputs.args(), stream.get());
+  runtime.forward(spec, inputs.forward_args(/*save_xa=*/false), stream.get());
   stream.synchronize();
   const auto done = Clock::now();
 
@@ -60,18 +61,20 @@ nlohmann::json measure_first_launch(const BenchOptions& options, const ModelPres
           {"tunes", stats.tunes}};
 }
 
-nlohmann::json first_launch_in_child(const BenchOptions& options, const ModelPreset& preset,
-                                     Projection projection, const std::filesystem::path& cache) {
+nlohmann::json first_launch_in_child(const BenchOptions& options, const RowSpec& row,
+                                     const std::filesystem::path& cache) {
   const std::vector<std::string> argv = {options.self_exe.string(),
                                          "--first-launch",
                                          "--cache",
                                          cache.string(),
                                          "--preset",
-                                         std::string(preset.name),
+                                         std::string(row.preset.name),
                                          "--proj",
-                                         std::string(to_string(projection)),
+                                         std::string(to_string(row.projection)),
                                          "--tokens",
-                                         std::to_string(options.tokens),
+                                         std::to_string(row.tokens),
+                                         "--weights",
+                                         std::string(to_string(row.weights)),
                                          "--rank",
                                          std::to_string(options.rank)};
   const ChildOutput out = run_capturing_stdout(argv);

@@ -4,104 +4,36 @@
 #include <cstring>
 #include <numeric>
 #include <string>
-#include <thread>
 
 #include "compiler/error.hpp"
 
 namespace moejit::bench {
 namespace {
 
-// SplitMix64: tiny, fast and good enough to decorrelate benchmark data; seeded per element range so
-// the values do not depend on the number of threads.
-struct SplitMix64 {
-  std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-};
-
-// Random sign and mantissa, magnitude in [2^-7, 2^-3): never zero, never subnormal, and small
-// enough that K-long dot products stay far from overflow.
-std::uint32_t random_element_bits(DType type, std::uint64_t u) {
-  const auto bits = static_cast<std::uint32_t>(u);
-  const std::uint32_t exponent_step = (bits >> 28) & 3u;
-  switch (type) {
-    case DType::bf16:
-      return (bits & 0x8000u) | ((120u + exponent_step) << 7) | (bits & 0x7fu);
-    case DType::fp16:
-      return (bits & 0x8000u) | ((8u + exponent_step) << 10) | (bits & 0x3ffu);
-    case DType::fp32:
-      return (bits & 0x80000000u) | ((120u + exponent_step) << 23) | (bits & 0x7fffffu);
-  }
-  return 0;
-}
-
-void fill_host_range(std::byte* out, std::size_t count, DType type, std::uint64_t seed) {
-  SplitMix64 rng{seed};
-  const std::size_t size = size_of(type);
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::uint32_t bits = random_element_bits(type, rng.next());
-    if (size == 2) {
-      const auto half = static_cast<std::uint16_t>(bits);
-      std::memcpy(out + i * 2, &half, 2);
-    } else {
-      std::memcpy(out + i * 4, &bits, 4);
-    }
-  }
-}
-
-// Generates on the host in chunks (bounded host memory for multi-GB weights), all cores at once.
-void fill_random(cuda::DeviceBuffer& buffer, DType type, std::uint64_t seed) {
-  constexpr std::size_t kChunkElements = std::size_t{1} << 26;
-  const std::size_t size = size_of(type);
-  const std::size_t count = buffer.bytes() / size;
-  const std::size_t workers = std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::byte> host(std::min(count, kChunkElements) * size);
-  for (std::size_t begin = 0; begin < count; begin += kChunkElements) {
-    const std::size_t n = std::min(kChunkElements, count - begin);
-    const std::size_t slice = (n + workers - 1) / workers;
-    {
-      std::vector<std::jthread> threads;
-      for (std::size_t s = 0; s < n; s += slice)
-        threads.emplace_back(fill_host_range, host.data() + s * size, std::min(slice, n - s), type,
-                             seed * 0x100000001b3ull + begin + s);
-    }
-    cuda::check(cuda::api().cuMemcpyHtoD(buffer.get() + begin * size, host.data(), n * size),
-                "cuMemcpyHtoD");
-  }
-}
-
-void fill(cuda::DeviceBuffer& buffer, DType type, Fill how, std::uint64_t seed) {
-  if (how == Fill::random) {
-    fill_random(buffer, type, seed);
-  } else {
-    buffer.fill_bytes(0x3c);  // bf16 0x3c3c ~ 0.0115: finite and non-zero in every float type
-  }
-}
-
-cuda::DeviceBuffer upload(const std::vector<std::int32_t>& values) {
-  cuda::DeviceBuffer buffer(values.size() * sizeof(std::int32_t));
-  buffer.upload(values);
-  return buffer;
-}
-
-// Memsets and pageable uploads may still be in flight on the legacy stream, which a non-blocking
-// stream does not wait for: finish them before anything is launched or timed.
-void synchronize_context() {
-  cuda::check(cuda::api().cuCtxSynchronize(), "cuCtxSynchronize");
-}
-
 void check_supported(const ProjectionSpec& spec) {
   if (spec.index != IndexType::int32)
     throw InvalidArgument("spec.index", std::string(to_string(spec.index)),
                           "int32 (the benchmark generates int32 routing)");
-  if (spec.weights != WeightFormat::bf16 && spec.weights != WeightFormat::fp16)
-    throw InvalidArgument("spec.weights", std::string(to_string(spec.weights)),
-                          "bf16 or fp16 (the benchmark generates dense weights)");
   if (spec.act == DType::fp32) throw InvalidArgument("spec.act", "fp32", "bf16 or fp16");
+}
+
+// Counts Inf and NaN among the first `max_elements` values of a bf16, fp16 or fp32 buffer.
+std::int64_t count_nonfinite(const cuda::DeviceBuffer& buffer, DType type,
+                             std::size_t max_elements) {
+  const std::size_t size = size_of(type);
+  const std::size_t n = std::min(max_elements, buffer.bytes() / size);
+  std::vector<unsigned char> host(n * size);
+  buffer.download(host);
+  // An all-ones exponent is Inf or NaN.
+  const std::uint32_t mask =
+      type == DType::bf16 ? 0x7f80u : (type == DType::fp16 ? 0x7c00u : 0x7f800000u);
+  std::int64_t count = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t bits = 0;
+    std::memcpy(&bits, host.data() + i * size, size);  // little-endian: the low bytes
+    count += (bits & mask) == mask;
+  }
+  return count;
 }
 
 }  // namespace
@@ -140,27 +72,35 @@ Routing random_routing(std::int64_t tokens, int experts, int top_k, std::uint64_
   return r;
 }
 
-ForwardInputs::ForwardInputs(const ProjectionSpec& spec, std::int64_t tokens, Fill how,
-                             std::uint64_t seed)
-    : spec_(spec), tokens_(tokens) {
-  check_supported(spec);
+ProblemInputs::ProblemInputs(const ProjectionSpec& spec, std::int64_t tokens, Fill how,
+                             std::uint64_t seed, bool with_backward)
+    : spec_((check_supported(spec), spec)), tokens_(tokens), weights_(spec, how, seed + 2) {
   const auto T = static_cast<std::size_t>(tokens), k = static_cast<std::size_t>(spec.top_k),
              E = static_cast<std::size_t>(spec.experts),
              K = static_cast<std::size_t>(spec.in_features),
              N = static_cast<std::size_t>(spec.out_features),
              r = static_cast<std::size_t>(spec.rank);
   const std::size_t act = size_of(spec.act), lora = size_of(spec.lora);
-  x_ = cuda::DeviceBuffer((spec.grouped_in ? T * k : T) * K * act);
-  w_ = cuda::DeviceBuffer(E * N * K * act);  // bf16/fp16 weights have the act dtype
+  const std::size_t x_rows = spec.grouped_in ? T * k : T;
+  x_ = cuda::DeviceBuffer(x_rows * K * act);
   lora_a_ = cuda::DeviceBuffer(E * r * K * lora);
   lora_b_ = cuda::DeviceBuffer(N * r * E * lora);  // the same size in every B storage
   if (spec.has_bias) bias_ = cuda::DeviceBuffer(E * N * act);
   y_ = cuda::DeviceBuffer(T * k * N * act);
-  fill(x_, spec.act, how, seed + 1);
-  fill(w_, spec.act, how, seed + 2);
-  fill(lora_a_, spec.lora, how, seed + 3);
-  fill(lora_b_, spec.lora, how, seed + 4);
-  if (spec.has_bias) fill(bias_, spec.act, how, seed + 5);
+  fill_floats(x_, spec.act, how, seed + 1);
+  fill_floats(lora_a_, spec.lora, how, seed + 3);
+  fill_floats(lora_b_, spec.lora, how, seed + 4);
+  if (spec.has_bias) fill_floats(bias_, spec.act, how, seed + 5);
+  if (with_backward) {
+    xa_ = cuda::DeviceBuffer(T * k * r * sizeof(float));
+    dy_ = cuda::DeviceBuffer(T * k * N * act);
+    dx_ = cuda::DeviceBuffer(x_rows * K * act);
+    da_ = cuda::DeviceBuffer(lora_a_.bytes());
+    db_ = cuda::DeviceBuffer(lora_b_.bytes());
+    workspace_ =
+        cuda::DeviceBuffer(std::max<std::size_t>(backward_workspace_bytes(spec, tokens), 1));
+    fill_floats(dy_, spec.act, how, seed + 6);
+  }
   const Routing routing = random_routing(tokens, spec.experts, spec.top_k, seed);
   sorted_expert_idxs_ = upload(routing.sorted_expert_idxs);
   sorted_scattered_idxs_ = upload(routing.sorted_scattered_idxs);
@@ -168,10 +108,10 @@ ForwardInputs::ForwardInputs(const ProjectionSpec& spec, std::int64_t tokens, Fi
   synchronize_context();
 }
 
-ForwardArgs ForwardInputs::args() const {
+ForwardArgs ProblemInputs::forward_args(bool save_xa) const {
   ForwardArgs a;
   a.x = x_.ptr();
-  a.w = w_.ptr();
+  weights_.set(a);
   a.lora_a = lora_a_.ptr();
   a.lora_b = lora_b_.ptr();
   a.bias = spec_.has_bias ? bias_.ptr() : nullptr;
@@ -179,24 +119,59 @@ ForwardArgs ForwardInputs::args() const {
   a.sorted_scattered_idxs = sorted_scattered_idxs_.ptr();
   a.expert_offsets = expert_offsets_.ptr();
   a.y = y_.ptr();
+  if (save_xa) {
+    if (!xa_.bytes())
+      throw InvalidArgument("save_xa", "true", "inputs built with the backward buffers");
+    a.save_xa = static_cast<float*>(xa_.ptr());
+  }
   a.scale = 2.0f;
   a.tokens = tokens_;
   return a;
 }
 
-void ForwardInputs::poison_output() {
-  y_.fill_bytes(0xff);
+BackwardArgs ProblemInputs::backward_args() const {
+  if (!dy_.bytes())
+    throw InvalidArgument("backward_args", "requested", "inputs built with the backward buffers");
+  BackwardArgs a;
+  a.x = x_.ptr();
+  weights_.set(a);
+  a.lora_a = lora_a_.ptr();
+  a.lora_b = lora_b_.ptr();
+  a.sorted_expert_idxs = sorted_expert_idxs_.ptr();
+  a.sorted_scattered_idxs = sorted_scattered_idxs_.ptr();
+  a.expert_offsets = expert_offsets_.ptr();
+  a.dy = dy_.ptr();
+  a.xa = static_cast<const float*>(xa_.ptr());
+  a.dx = dx_.ptr();
+  a.da = da_.ptr();
+  a.db = db_.ptr();
+  a.workspace = workspace_.ptr();
+  a.workspace_bytes = workspace_.bytes();
+  a.scale = 2.0f;
+  a.tokens = tokens_;
+  return a;
+}
+
+std::size_t ProblemInputs::extra_bytes() const {
+  return backward_workspace_bytes(spec_, tokens_) + xa_.bytes();
+}
+
+void ProblemInputs::poison_outputs() {
+  for (cuda::DeviceBuffer* out : {&y_, &xa_, &dx_, &da_, &db_})
+    if (out->bytes()) out->fill_bytes(0xff);
   synchronize_context();
 }
 
-std::int64_t ForwardInputs::count_nonfinite_output(std::int64_t max_rows) const {
-  const std::int64_t rows = std::min<std::int64_t>(max_rows, tokens_ * spec_.top_k);
-  std::vector<std::uint16_t> host(static_cast<std::size_t>(rows) * spec_.out_features);
-  y_.download(host);
-  // An all-ones exponent is Inf or NaN in both 16-bit float formats.
-  const std::uint16_t exponent_mask = spec_.act == DType::bf16 ? 0x7f80 : 0x7c00;
-  return std::count_if(host.begin(), host.end(),
-                       [&](std::uint16_t v) { return (v & exponent_mask) == exponent_mask; });
+std::int64_t ProblemInputs::count_nonfinite_forward(std::int64_t max_rows) const {
+  const auto rows = static_cast<std::size_t>(std::max<std::int64_t>(max_rows, 0));
+  return count_nonfinite(y_, spec_.act, rows * spec_.out_features);
+}
+
+std::int64_t ProblemInputs::count_nonfinite_backward(std::int64_t max_rows) const {
+  const auto rows = static_cast<std::size_t>(std::max<std::int64_t>(max_rows, 0));
+  const std::size_t all = static_cast<std::size_t>(-1);
+  return count_nonfinite(dx_, spec_.act, rows * spec_.in_features) +
+         count_nonfinite(da_, spec_.lora, all) + count_nonfinite(db_, spec_.lora, all);
 }
 
 }  // namespace moejit::bench

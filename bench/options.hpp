@@ -5,18 +5,27 @@
 #include <vector>
 
 #include "bench/timing.hpp"
+#include "bench/weights.hpp"
 #include "runtime/presets.hpp"
 
 namespace moejit::bench {
 
+// One row of the table: a model's projection at a token count with one base-weight format.
+struct RowSpec {
+  ModelPreset preset;
+  Projection projection = Projection::gate_up;
+  std::int64_t tokens = 0;
+  BenchWeights weights = BenchWeights::bf16;
+};
+
 struct BenchOptions {
-  std::vector<ModelPreset> presets;     // the rows' shapes, in order
-  std::vector<Projection> projections;  // per preset
-  std::int64_t tokens = 8192;
+  std::vector<RowSpec> rows;  // in order, each once
   int rank = 16;
   std::filesystem::path cache;  // empty: a fresh cache per row, cold-tuned and timed
   TimingOptions timing;
-  bool first_launch_child = true;  // measure the warm first launch in a child process per row
+  bool backward = true;  // also tune the backward ops and time forward + backward
+  // Rows whose weights are listed here also get the warm first-launch child.
+  std::vector<BenchWeights> first_launch_weights = {BenchWeights::bf16};
   std::uint64_t seed = 1;
   std::filesystem::path self_exe;  // this program, started again for the first-launch child
 };

@@ -1,17 +1,29 @@
 #!/usr/bin/env python3
 """Merges moejit_bench and composition.py JSON lines into <date>-<device-slug>.md and .json.
 
-Rows are matched by (shape, proj, tokens, rank). The markdown table is also printed on stdout.
+Rows are matched by (shape, proj, tokens, rank, weights). The rooflines of every row are computed
+here from its shape and the dense bf16 rate composition.py measured (bench/flops.py):
+  roofline_f_ms  = 2 T k (K N + K r + r N) / rate
+  roofline_fb_ms = 2 T k (2 K N + 3 K r + 3 N r) / rate   (forward + dX + dA + dB)
+The markdown holds the main table (the rows at the main token count) and, when one preset was
+measured at several token counts, the token sweep; both are also printed on stdout.
 """
 import argparse
+import collections
 import json
 import pathlib
 import re
 import sys
 
-KEY = ("shape", "proj", "tokens", "rank")
+from flops import forward_backward_flops, forward_flops, roofline_ms
+
+KEY = ("shape", "proj", "tokens", "rank", "weights")
 FIELDS = ("device", "date", "shape", "proj", "tokens", "rank", "weights", "moejit_f_ms",
-          "composition_f_ms", "roofline_f_ms", "cold_tune_s", "warm_first_launch_ms", "config")
+          "composition_f_ms", "roofline_f_ms", "cold_tune_s", "warm_first_launch_ms",
+          "moejit_fb_ms", "composition_fb_ms", "roofline_fb_ms", "peak_extra_gib", "config",
+          "composition_peak_extra_gib", "composition_measured_extra_gib", "backward_configs",
+          "experts", "top_k", "in_features", "out_features", "dense_tflops")
+SHAPE_FIELDS = ("tokens", "top_k", "in_features", "out_features", "rank")
 
 
 def read_rows(path):
@@ -24,9 +36,22 @@ def read_rows(path):
             value = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(value, dict) and all(k in value for k in KEY):
+        if isinstance(value, dict) and all(k in value for k in KEY[:4]):
+            value.setdefault("weights", "bf16")  # reports from before quantized weights
             rows.append(value)
     return rows
+
+
+def add_rooflines(rows):
+    """Every row's rooflines from its shape and the run's measured dense rate."""
+    rate = next((r["dense_tflops"] for r in rows if r.get("dense_tflops")), None)
+    for r in rows:
+        if rate is None or any(r.get(f) is None for f in SHAPE_FIELDS):
+            continue
+        shape = tuple(r[f] for f in SHAPE_FIELDS)
+        r["dense_tflops"] = rate
+        r["roofline_f_ms"] = roofline_ms(forward_flops(*shape), rate)
+        r["roofline_fb_ms"] = roofline_ms(forward_backward_flops(*shape), rate)
 
 
 def merge(moejit_rows, composition_rows):
@@ -37,11 +62,11 @@ def merge(moejit_rows, composition_rows):
             for field in FIELDS:
                 if out[field] is None and row.get(field) is not None:
                     out[field] = row[field]
-            if row.get("dense_tflops") is not None:
-                out["dense_tflops"] = row["dense_tflops"]
             if row.get("error"):
                 out[f"{source}_error"] = row["error"]
-    return list(merged.values())
+    rows = list(merged.values())
+    add_rooflines(rows)
+    return rows
 
 
 def ratio(numerator, denominator):
@@ -52,20 +77,97 @@ def fmt(value, spec, suffix=""):
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
-def markdown_table(rows):
-    lines = ["| shape | proj | moejit ms | composition ms | roofline ms | moejit % of roofline "
-             "| speedup vs composition | cold tune s | warm first launch ms | config |",
-             "|" + " --- |" * 10]
-    for r in rows:
-        pct = ratio(r["roofline_f_ms"], r["moejit_f_ms"])
-        lines.append(
-            f"| {r['shape']} | {r['proj']} | {fmt(r['moejit_f_ms'], '.3f')} "
-            f"| {fmt(r['composition_f_ms'], '.3f')} | {fmt(r['roofline_f_ms'], '.3f')} "
-            f"| {fmt(pct and pct * 100, '.0f', '%')} "
-            f"| {fmt(ratio(r['composition_f_ms'], r['moejit_f_ms']), '.2f', 'x')} "
-            f"| {fmt(r['cold_tune_s'], '.1f')} | {fmt(r['warm_first_launch_ms'], '.0f')} "
-            f"| {r['config'] or '-'} |")
-    return "\n".join(lines)
+def pair(first, second, spec, suffix=""):
+    return f"{fmt(first, spec, suffix)} / {fmt(second, spec, suffix)}"
+
+
+def percent(roofline, measured):
+    value = ratio(roofline, measured)
+    return value and value * 100
+
+
+def bf16_twin(rows, r):
+    """moejit's own bf16 row of the same shape, projection and token count."""
+    return next((b for b in rows if b["weights"] == "bf16" and
+                 all(b[k] == r[k] for k in ("shape", "proj", "tokens", "rank"))), None)
+
+
+MAIN_HEADER = ("shape", "proj", "weights", "moejit f ms", "moejit f+b ms", "composition f ms",
+               "composition f+b ms", "roofline f ms", "roofline f+b ms",
+               "moejit % of roofline f / f+b", "vs moejit bf16 f / f+b",
+               "speedup vs composition f / f+b", "extra GiB moejit / composition",
+               "cold tune s", "warm first launch ms", "config")
+
+
+def main_line(rows, r):
+    twin = bf16_twin(rows, r) if r["weights"] != "bf16" else None
+    vs_bf16 = (pair(ratio(r["moejit_f_ms"], twin["moejit_f_ms"]),
+                    ratio(r["moejit_fb_ms"], twin["moejit_fb_ms"]), ".2f", "x") if twin else "-")
+    cells = (r["shape"], r["proj"], r["weights"], fmt(r["moejit_f_ms"], ".3f"),
+             fmt(r["moejit_fb_ms"], ".3f"), fmt(r["composition_f_ms"], ".3f"),
+             fmt(r["composition_fb_ms"], ".3f"), fmt(r["roofline_f_ms"], ".3f"),
+             fmt(r["roofline_fb_ms"], ".3f"),
+             pair(percent(r["roofline_f_ms"], r["moejit_f_ms"]),
+                  percent(r["roofline_fb_ms"], r["moejit_fb_ms"]), ".0f", "%"),
+             vs_bf16,
+             pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
+                  ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
+             pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
+             fmt(r["cold_tune_s"], ".1f"), fmt(r["warm_first_launch_ms"], ".0f"),
+             r["config"] or "-")
+    return "| " + " | ".join(cells) + " |"
+
+
+SWEEP_HEADER = ("proj", "tokens", "moejit f ms", "moejit f+b ms", "composition f ms",
+                "composition f+b ms", "roofline f ms", "roofline f+b ms",
+                "moejit % of roofline f / f+b", "speedup vs composition f / f+b",
+                "extra GiB moejit / composition", "cold tune s", "config")
+
+
+def sweep_line(r):
+    cells = (r["proj"], str(r["tokens"]), fmt(r["moejit_f_ms"], ".3f"),
+             fmt(r["moejit_fb_ms"], ".3f"), fmt(r["composition_f_ms"], ".3f"),
+             fmt(r["composition_fb_ms"], ".3f"), fmt(r["roofline_f_ms"], ".3f"),
+             fmt(r["roofline_fb_ms"], ".3f"),
+             pair(percent(r["roofline_f_ms"], r["moejit_f_ms"]),
+                  percent(r["roofline_fb_ms"], r["moejit_fb_ms"]), ".0f", "%"),
+             pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
+                  ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
+             pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
+             fmt(r["cold_tune_s"], ".1f"), r["config"] or "-")
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(header, lines):
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header), *lines])
+
+
+def main_tokens(rows):
+    """The token count most rows were measured at: the main table's."""
+    return collections.Counter(r["tokens"] for r in rows).most_common(1)[0][0]
+
+
+def main_table(rows):
+    tokens = main_tokens(rows)
+    return table(MAIN_HEADER, [main_line(rows, r) for r in rows if r["tokens"] == tokens])
+
+
+def sweep_rows(rows):
+    """bf16 rows of the one preset measured at several token counts, by projection and tokens."""
+    counts = collections.Counter(r["shape"] for r in rows if r["weights"] == "bf16")
+    swept = [s for s in counts if len({r["tokens"] for r in rows if r["shape"] == s}) > 1]
+    if not swept:
+        return None, []
+    picked = [r for r in rows if r["shape"] == swept[0] and r["weights"] == "bf16"]
+    return swept[0], sorted(picked, key=lambda r: (r["proj"] != "gate_up", r["tokens"]))
+
+
+def tables(rows):
+    text = [main_table(rows)]
+    preset, swept = sweep_rows(rows)
+    if swept:
+        text += ["", f"Token sweep, {preset}, bf16:", "", table(SWEEP_HEADER, map(sweep_line, swept))]
+    return "\n".join(text)
 
 
 def error_notes(rows):
@@ -73,23 +175,36 @@ def error_notes(rows):
     for r in rows:
         for source in ("moejit", "composition"):
             if r.get(f"{source}_error"):
-                notes.append(f"- {r['shape']} {r['proj']}, {source}: {r[f'{source}_error']}")
+                notes.append(f"- {r['shape']} {r['proj']} T={r['tokens']} {r['weights']}, "
+                             f"{source}: {r[f'{source}_error']}")
     return notes
+
+
+METHOD = (
+    "Times are medians of CUDA-event-timed steps. moejit f = Runtime::forward; moejit f+b = "
+    "forward saving x*A^T, then Runtime::backward (dX, dA, dB). composition = torch._grouped_mm "
+    "gather / grouped GEMMs / scatter; its f+b runs autograd on x, A and B (W frozen) with "
+    "y.backward(g); nf4 rows dequantize all experts to bf16 with torch ops every step (QLoRA "
+    "without a fused kernel). roofline = FLOPs / dense bf16 matmul rate (torch.mm 8192^3) on the "
+    "same device, forward 2Tk(KN + Kr + rN), forward + backward 2Tk(2KN + 3Kr + 3Nr) "
+    "(bench/flops.py); moejit % of roofline = roofline / moejit time. vs moejit bf16 = this "
+    "row's moejit time / the bf16 row's. extra GiB: moejit = backward workspace + saved x*A^T; "
+    "composition = peak allocation during f+b beyond its inputs and outputs (measured). cold "
+    "tune = Runtime::prepare of the forward and its backward ops with an empty cache; warm first "
+    "launch = a new process's start to its first forward's completion with that cache.")
 
 
 def document(rows, device, date, command):
     first = rows[0]
-    lines = [f"# moejit forward benchmark: {device}, {date}", "",
-             f"Measured by `{command}`. T = {first['tokens']} tokens, LoRA rank "
-             f"{first['rank']}, bf16 activations, weights and LoRA factors, PEFT B storage, "
-             "uniform random top-k routing. Times are medians of CUDA-event-timed launches; "
-             "roofline = forward FLOPs / dense bf16 matmul rate (torch.mm 8192^3) on the same "
-             "device; cold tune = Runtime::prepare with an empty cache; warm first launch = a "
-             "new process's start to its first forward's completion with that cache.", ""]
+    lines = [f"# moejit forward and backward benchmark: {device}, {date}", "",
+             f"Measured by `{command}`. T = {main_tokens(rows)} tokens in the main table, LoRA "
+             f"rank {first['rank']}, bf16 activations and LoRA factors, base weights bf16 or "
+             "quantized (nf4: blocksize 64, fp32 absmax; nf4-dq: double quantization; int8: "
+             "int8_rowwise), PEFT B storage, uniform random top-k routing. " + METHOD, ""]
     tflops = next((r["dense_tflops"] for r in rows if r.get("dense_tflops")), None)
     if tflops:
         lines += [f"Dense bf16 matmul rate measured: {tflops:.0f} TFLOP/s.", ""]
-    lines.append(markdown_table(rows))
+    lines.append(tables(rows))
     notes = error_notes(rows)
     if notes:
         lines += ["", "Errors:", *notes]
@@ -113,7 +228,7 @@ def main():
     stem = args.out_dir / f"{date}-{slug}"
     stem.with_suffix(".md").write_text(document(rows, device, date, args.command))
     stem.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
-    print(markdown_table(rows))
+    print(tables(rows))
     for note in error_notes(rows):
         print(note)
 

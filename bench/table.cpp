@@ -13,10 +13,8 @@
 #include <string>
 
 #include "autotune/cuda_driver.hpp"
-#include "bench/first_launch.hpp"
-#include "bench/inputs.hpp"
+#include "bench/measure.hpp"
 #include "compiler/error.hpp"
-#include "runtime/runtime.hpp"
 
 namespace moejit::bench {
 namespace {
@@ -44,60 +42,40 @@ class TempDir {
   fs::path path_;
 };
 
-struct RowContext {
+struct TableContext {
   const BenchOptions& options;
   std::string device;
   std::string date;
   fs::path fresh_cache_dir;
 };
 
-nlohmann::json row_header(const RowContext& ctx, const ModelPreset& preset, Projection proj) {
+// Every field of the report, null until measured, plus the shape that report.py's roofline needs.
+nlohmann::json row_header(const TableContext& ctx, const RowSpec& row) {
+  const ProjectionSpec spec = projection_spec(row.preset, row.projection, ctx.options.rank);
   return {{"device", ctx.device},
           {"date", ctx.date},
-          {"shape", preset.name},
-          {"proj", to_string(proj)},
-          {"tokens", ctx.options.tokens},
+          {"shape", row.preset.name},
+          {"proj", to_string(row.projection)},
+          {"tokens", row.tokens},
           {"rank", ctx.options.rank},
-          {"weights", "bf16"},
+          {"weights", to_string(row.weights)},
+          {"experts", spec.experts},
+          {"top_k", spec.top_k},
+          {"in_features", spec.in_features},
+          {"out_features", spec.out_features},
           {"moejit_f_ms", nullptr},
+          {"moejit_fb_ms", nullptr},
+          {"peak_extra_gib", nullptr},
           {"cold_tune_s", nullptr},
           {"warm_first_launch_ms", nullptr},
           {"config", nullptr}};
 }
 
-// Tunes (or loads) the kernel, times it on fresh random inputs, then measures a warm first launch.
-void measure_row(const RowContext& ctx, const ModelPreset& preset, Projection proj,
-                 nlohmann::json& row) {
-  const BenchOptions& o = ctx.options;
-  const bool cold = o.cache.empty();
-  const fs::path cache =
-      cold ? ctx.fresh_cache_dir / fmt::format("{}-{}.sqlite", preset.name, to_string(proj))
-           : o.cache;
-  const ProjectionSpec spec = projection_spec(preset, proj, o.rank);
-  Runtime runtime(RuntimeOptions{.cache_path = cache, .tune = true});
-  const auto tune_start = std::chrono::steady_clock::now();
-  const TileConfig config = runtime.prepare(spec, o.tokens);
-  const std::chrono::duration<double> tune_time = std::chrono::steady_clock::now() - tune_start;
-  row["config"] = config.name();
-  row["tunes"] = runtime.stats().tunes;
-  if (cold) row["cold_tune_s"] = tune_time.count();
-  {
-    ForwardInputs inputs(spec, o.tokens, Fill::random, o.seed);
-    inputs.poison_output();
-    cuda::Stream stream;
-    row["moejit_f_ms"] = median_forward_ms(runtime, spec, inputs.args(), stream.get(), o.timing);
-    const std::int64_t nonfinite = inputs.count_nonfinite_output(4096);
-    if (nonfinite != 0)
-      throw Error(fmt::format("{} non-finite or unwritten values in the first 4096 output rows",
-                              nonfinite));
-  }  // the inputs are freed before the child allocates its own
-  if (o.first_launch_child) {
-    const nlohmann::json child = first_launch_in_child(o, preset, proj, cache);
-    row["warm_first_launch_ms"] = child.at("warm_first_launch_ms");
-    row["first_forward_ms"] = child.at("first_forward_ms");
-    row["first_launch_cache_hits"] = child.at("cache_hits");
-    row["first_launch_compiles"] = child.at("compiles");
-  }
+fs::path cache_for(const TableContext& ctx, const RowSpec& row) {
+  if (!ctx.options.cache.empty()) return ctx.options.cache;
+  return ctx.fresh_cache_dir / fmt::format("{}-{}-{}-{}.sqlite", row.preset.name,
+                                           to_string(row.projection), row.tokens,
+                                           to_string(row.weights));
 }
 
 std::string optional_number(const nlohmann::json& value, const char* format) {
@@ -106,11 +84,13 @@ std::string optional_number(const nlohmann::json& value, const char* format) {
 
 void print_human_line(const nlohmann::json& row) {
   fmt::print(stderr,
-             "{:<14} {:<8} T={} r={}: moejit {} ms, cold tune {} s, warm first launch {} ms, "
-             "config {}{}\n",
+             "{:<14} {:<8} {:<6} T={} r={}: moejit f {} ms, f+b {} ms, extra {} GiB, cold tune {} "
+             "s, warm first launch {} ms, config {}{}\n",
              row["shape"].get<std::string>(), row["proj"].get<std::string>(),
-             row["tokens"].get<std::int64_t>(), row["rank"].get<int>(),
-             optional_number(row["moejit_f_ms"], "{:.3f}"),
+             row["weights"].get<std::string>(), row["tokens"].get<std::int64_t>(),
+             row["rank"].get<int>(), optional_number(row["moejit_f_ms"], "{:.3f}"),
+             optional_number(row["moejit_fb_ms"], "{:.3f}"),
+             optional_number(row["peak_extra_gib"], "{:.3f}"),
              optional_number(row["cold_tune_s"], "{:.1f}"),
              optional_number(row["warm_first_launch_ms"], "{:.1f}"),
              row["config"].is_string() ? row["config"].get<std::string>() : "-",
@@ -123,22 +103,24 @@ int run_table(const BenchOptions& options) {
   cuda::ContextGuard context(
       0);  // throws NoGpuError with the plain reason on a machine without one
   TempDir fresh_caches;
-  const RowContext ctx{options, cuda::query_device(context.device()).name,
-                       fmt::format("{:%Y-%m-%d}", fmt::gmtime(std::time(nullptr))),
-                       fresh_caches.path()};
+  const TableContext ctx{options, cuda::query_device(context.device()).name,
+                         fmt::format("{:%Y-%m-%d}", fmt::gmtime(std::time(nullptr))),
+                         fresh_caches.path()};
   int exit_code = 0;
-  for (const ModelPreset& preset : options.presets) {
-    for (Projection proj : options.projections) {
-      nlohmann::json row = row_header(ctx, preset, proj);
-      try {
-        measure_row(ctx, preset, proj, row);
-      } catch (const std::exception& e) {
-        row["error"] = e.what();
-        exit_code = 1;
-      }
-      std::cout << row.dump() << std::endl;  // flushed per row: a timeout keeps the rows so far
-      print_human_line(row);
+  for (const RowSpec& row : options.rows) {
+    nlohmann::json out = row_header(ctx, row);
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      measure_row(options, row, cache_for(ctx, row), options.cache.empty(), out);
+    } catch (const std::exception& e) {
+      out["error"] = e.what();
+      exit_code = 1;
     }
+    // What the row cost in wall time, to plan how many rows fit in a device run.
+    out["row_wall_s"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::cout << out.dump() << std::endl;  // flushed per row: a timeout keeps the rows so far
+    print_human_line(out);
   }
   return exit_code;
 }

@@ -1,5 +1,6 @@
 #pragma once
-// The default mode: one JSON row per preset x projection on stdout, a human line per row on stderr.
+// The default mode: one JSON row per RowSpec (preset x projection x tokens x weights) on stdout,
+// a human line per row on stderr.
 #include "bench/options.hpp"
 
 namespace moejit::bench {

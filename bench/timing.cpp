@@ -10,10 +10,10 @@
 
 namespace moejit::bench {
 
-double median_forward_ms(Runtime& runtime, const ProjectionSpec& spec, const ForwardArgs& args,
-                         CUstream stream, const TimingOptions& options) {
+double median_ms(CUstream stream, const TimingOptions& options,
+                 const std::function<void()>& launch) {
   if (options.reps < 1) throw InvalidArgument("reps", std::to_string(options.reps), "at least 1");
-  for (int i = 0; i < options.warmup; ++i) runtime.forward(spec, args, stream);
+  for (int i = 0; i < options.warmup; ++i) launch();
   // cuda::Event is neither copyable nor movable, so the vectors hold owners.
   std::vector<std::unique_ptr<cuda::Event>> starts, stops;
   for (int i = 0; i < options.reps; ++i) {
@@ -22,7 +22,7 @@ double median_forward_ms(Runtime& runtime, const ProjectionSpec& spec, const For
   }
   for (int i = 0; i < options.reps; ++i) {
     starts[i]->record(stream);
-    runtime.forward(spec, args, stream);
+    launch();
     stops[i]->record(stream);
   }
   std::vector<double> ms;

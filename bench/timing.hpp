@@ -1,9 +1,8 @@
 #pragma once
-// Device-side timing of Runtime::forward with CUDA events.
+// Device-side timing of launches with CUDA events.
 #include <cuda.h>
 
-#include "compiler/problem.hpp"
-#include "runtime/runtime.hpp"
+#include <functional>
 
 namespace moejit::bench {
 
@@ -12,9 +11,10 @@ struct TimingOptions {
   int reps = 30;   // timed launches; the median is reported
 };
 
-// Median milliseconds of one forward launch on `stream`. Each timed launch sits between its own
-// pair of events and all are enqueued back to back, so host overhead between launches is hidden.
-double median_forward_ms(Runtime& runtime, const ProjectionSpec& spec, const ForwardArgs& args,
-                         CUstream stream, const TimingOptions& options);
+// Median milliseconds of `launch` (which enqueues work on `stream`). Each timed launch sits between
+// its own pair of events and all are enqueued back to back, so host overhead between launches is
+// hidden as long as the host enqueues faster than the device runs.
+double median_ms(CUstream stream, const TimingOptions& options,
+                 const std::function<void()>& launch);
 
 }  // namespace moejit::bench

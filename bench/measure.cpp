@@ -1,0 +1,89 @@
+#include "bench/measure.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "autotune/cuda_driver.hpp"
+#include "bench/first_launch.hpp"
+#include "bench/inputs.hpp"
+#include "compiler/error.hpp"
+#include "runtime/runtime.hpp"
+#include "runtime/warm.hpp"
+
+namespace moejit::bench {
+namespace {
+
+constexpr std::int64_t kCheckedRows = 4096;  // rows of y and dx downloaded and checked
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+void require_finite(std::int64_t nonfinite, const char* what) {
+  if (nonfinite != 0)
+    throw Error(fmt::format("{} non-finite or unwritten values in {}", nonfinite, what));
+}
+
+// Tunes every kernel the row runs; returns the seconds it took and records the configs.
+double prepare_all(Runtime& runtime, const ProjectionSpec& spec, const BenchOptions& o,
+                   const RowSpec& row, nlohmann::json& out) {
+  const auto start = std::chrono::steady_clock::now();
+  const TileConfig config = runtime.prepare(spec, row.tokens, o.backward);
+  const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
+  out["config"] = config.name();
+  if (o.backward) {
+    nlohmann::json configs = nlohmann::json::object();
+    for (const ProjectionSpec& op : backward_ops(spec))
+      if (op.op == OpKind::backward_dx || op.op == OpKind::grad_a || op.op == OpKind::grad_b)
+        configs[std::string(to_string(op.op))] = runtime.prepare(op, row.tokens).name();
+    out["backward_configs"] = configs;
+  }
+  return seconds.count();
+}
+
+void time_launches(Runtime& runtime, const ProjectionSpec& spec, const BenchOptions& o,
+                   const RowSpec& row, nlohmann::json& out) {
+  ProblemInputs inputs(spec, row.tokens, Fill::random, o.seed, o.backward);
+  inputs.poison_outputs();
+  cuda::Stream stream;
+  const ForwardArgs forward = inputs.forward_args(/*save_xa=*/false);
+  out["moejit_f_ms"] =
+      median_ms(stream.get(), o.timing, [&] { runtime.forward(spec, forward, stream.get()); });
+  require_finite(inputs.count_nonfinite_forward(kCheckedRows), "the first rows of y");
+  if (!o.backward) return;
+  inputs.poison_outputs();
+  const ForwardArgs saving = inputs.forward_args(/*save_xa=*/true);
+  const BackwardArgs backward = inputs.backward_args();
+  out["moejit_fb_ms"] = median_ms(stream.get(), o.timing, [&] {
+    runtime.forward(spec, saving, stream.get());
+    runtime.backward(spec, backward, stream.get());
+  });
+  require_finite(inputs.count_nonfinite_backward(kCheckedRows), "the first rows of dx, dA or dB");
+  out["peak_extra_gib"] = static_cast<double>(inputs.extra_bytes()) / kGiB;
+}
+
+bool wants_first_launch(const BenchOptions& o, const RowSpec& row) {
+  return std::ranges::find(o.first_launch_weights, row.weights) != o.first_launch_weights.end();
+}
+
+}  // namespace
+
+void measure_row(const BenchOptions& o, const RowSpec& row, const std::filesystem::path& cache,
+                 bool cold, nlohmann::json& out) {
+  const ProjectionSpec spec =
+      with_weights(projection_spec(row.preset, row.projection, o.rank), row.weights);
+  {
+    Runtime runtime(RuntimeOptions{.cache_path = cache, .tune = true});
+    const double tune_seconds = prepare_all(runtime, spec, o, row, out);
+    if (cold) out["cold_tune_s"] = tune_seconds;
+    out["tunes"] = runtime.stats().tunes;
+    time_launches(runtime, spec, o, row, out);
+  }  // the inputs and modules are freed before the child allocates its own
+  if (!wants_first_launch(o, row)) return;
+  const nlohmann::json child = first_launch_in_child(o, row, cache);
+  out["warm_first_launch_ms"] = child.at("warm_first_launch_ms");
+  out["first_forward_ms"] = child.at("first_forward_ms");
+  out["first_launch_cache_hits"] = child.at("cache_hits");
+  out["first_launch_compiles"] = child.at("compiles");
+}
+
+}  // namespace moejit::bench
