@@ -101,13 +101,23 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
 TileConfig default_config(const ProjectionSpec& spec, const std::string& arch) {
   if (family_of(spec.op) == KernelFamily::lora_grad) return lora_grad_default(spec);
   if (!is_tuned_op(spec.op)) return TileConfig{};
-  if (wgmma_supported(spec, arch)) return TileConfig{128, 128, 64, 8, 1, 4, true};
+  // Without tuning there is no device limit to prune by: the default must fit the smallest opt-in
+  // shared memory of its target (227 KB on Hopper, 99 KB on sm_86/sm_89), less static memory.
+  const int smem_limit = (arch == "sm_90a" ? 227 : 99) * 1024 - 1024;
+  auto fits = [&](const TileConfig& c) { return dynamic_smem_bytes(spec, c) <= smem_limit; };
+  if (wgmma_supported(spec, arch))
+    for (const TileConfig c :
+         {TileConfig{128, 128, 64, 8, 1, 4, true}, TileConfig{128, 128, 64, 8, 1, 3, true},
+          TileConfig{64, 128, 64, 4, 1, 3, true}})
+      if (fits(c)) return c;
   // 128x128 tiles with a 4-stage pipeline suit every Ampere/Ada/Hopper part (69 KB of shared
-  // memory at r <= 16); large ranks move to 8 warps so the x*A^T tile is split four ways.
-  TileConfig c{128, 128, 32, 2, 2, 4};
-  if (accumulator_registers(spec, c) > 160) c = TileConfig{128, 128, 32, 2, 4, 3};
-  if (accumulator_registers(spec, c) > 160) c = TileConfig{64, 128, 32, 1, 4, 3};
-  return c;
+  // memory at r <= 16); large ranks move to 8 warps so the x*A^T tile is split four ways, and
+  // shallower pipelines or narrower tiles keep the shared memory within the limit.
+  for (const TileConfig c : {TileConfig{128, 128, 32, 2, 2, 4}, TileConfig{128, 128, 32, 2, 4, 3},
+                             TileConfig{128, 128, 32, 2, 4, 2}, TileConfig{64, 128, 32, 1, 4, 3},
+                             TileConfig{64, 128, 32, 1, 4, 2}, TileConfig{64, 64, 32, 1, 4, 2}})
+    if (accumulator_registers(spec, c) <= 160 && fits(c)) return c;
+  return TileConfig{64, 64, 32, 1, 4, 2};
 }
 
 std::vector<CompiledCandidate> compile_candidates(const ProjectionSpec& spec,

@@ -46,7 +46,7 @@ GemmView gemm_view(const ProjectionSpec& s) {
   v.grouped_in = s.grouped_out;
   v.grouped_out = s.grouped_in;
   v.has_bias = false;
-  v.a_dtype = s.act;   // B^T packed by pack_b
+  v.a_dtype = s.lora;  // B^T packed by pack_b (same dtype, contiguous)
   v.b_dtype = s.lora;  // A read as A^T
   v.b_storage = 3;
   return v;

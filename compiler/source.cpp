@@ -132,9 +132,9 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
       arg("weight_format", static_cast<int>(spec.weights)),
       arg("quant_blocksize", spec.weights == WeightFormat::nf4 ? spec.quant_blocksize : 0),
       arg("double_quant", spec.weights == WeightFormat::nf4 && spec.double_quant),
-      arg("block_m", c.block_m),
-      arg("block_n", c.block_n), arg("block_k", c.block_k), arg("warps_m", c.warps_m),
-      arg("warps_n", c.warps_n), arg("stages", c.stages), arg("smem_bytes", out.dynamic_smem));
+      arg("block_m", c.block_m), arg("block_n", c.block_n), arg("block_k", c.block_k),
+      arg("warps_m", c.warps_m), arg("warps_n", c.warps_n), arg("stages", c.stages),
+      arg("smem_bytes", out.dynamic_smem));
   out.name_expression = c.wgmma ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
                                 : "moejit::moe_lora_forward<moejit_cfg::Config>";
   return out;
@@ -195,7 +195,9 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
       return c.stages * stage + epilogue;
     }
     case KernelFamily::lora_grad:
-      return c.stages * c.block_k * (padded_row_bytes(c.block_n * 2) + padded_row_bytes(rp * 2));
+      // Per stage: the v tile and the high and low parts of the u tile.
+      return c.stages * c.block_k *
+             (padded_row_bytes(c.block_n * 2) + 2 * padded_row_bytes(rp * 2));
     default:
       return 0;
   }

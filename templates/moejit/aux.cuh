@@ -1,5 +1,5 @@
 #pragma once
-// Small helpers of the backward: packing B_e^T contiguously in the act dtype (so the dx GEMM loads
+// Small helpers of the backward: packing B_e^T contiguously in the lora dtype (so the dx GEMM loads
 // it like A, with 16-byte copies, whatever B's storage), and summing the k per-slot dx rows of each
 // token in slot order (deterministic, fp32).
 #include "moejit/forward.cuh"
@@ -8,18 +8,17 @@ namespace moejit {
 
 template <class Cfg>
 __global__ void __launch_bounds__(256) pack_lora_b(const AuxParams p) {
-  using Act = typename Cfg::Act;
   using Lora = typename Cfg::Lora;
   constexpr int E = Cfg::kExperts, N = Cfg::kN, R = Cfg::kRank;
   const Lora* in = static_cast<const Lora*>(p.in);
-  Act* out = static_cast<Act*>(p.out);
+  Lora* out = static_cast<Lora*>(p.out);
   const long long count = static_cast<long long>(E) * R * N;
   for (long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; idx < count;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
     const int n = static_cast<int>(idx % N);
     const long long ej = idx / N;
     const int j = static_cast<int>(ej % R), e = static_cast<int>(ej / R);
-    out[idx] = from_float<Act>(to_float(in[lora_b_index<Cfg::kBStorage, E, N, R>(e, n, j)]));
+    out[idx] = in[lora_b_index<Cfg::kBStorage, E, N, R>(e, n, j)];
   }
 }
 

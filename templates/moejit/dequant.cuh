@@ -19,7 +19,7 @@ inline constexpr int kWeightFormatInt8Rowwise = 3;
 
 inline constexpr int kNf4MinBlocksize = 32;
 inline constexpr int kNf4MaxBlocksize = 4096;
-inline constexpr int kAbsmax2Blocksize = 256;                // second-level blocks of double quantization
+inline constexpr int kAbsmax2Blocksize = 256;  // second-level blocks of double quantization
 inline constexpr float kInt8Factor = 7.874015718698502e-3f;  // 1/127 in fp32
 
 // fp32 multiply and add, each rounded on its own: the explicit .rn keeps ptxas from contracting a

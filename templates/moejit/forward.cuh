@@ -21,7 +21,8 @@ namespace moejit {
 inline constexpr int kBStoragePeft = 0;         // [N, r*E], B_e[o, j] = B[o*r*E + j*E + e]
 inline constexpr int kBStorageExpertMajor = 1;  // [N, E*r], B_e[o, j] = B[o*E*r + e*r + j]
 inline constexpr int kBStorageStacked = 2;      // [E, N, r], B_e[o, j] = B[(e*N + o)*r + j]
-inline constexpr int kBStorageRowMajorT = 3;    // [E*r, N], B_e[o, j] = B[(e*r + j)*N + o] (A's layout)
+inline constexpr int kBStorageRowMajorT =
+    3;  // [E*r, N], B_e[o, j] = B[(e*r + j)*N + o] (A's layout)
 
 template <int kStorage, int E, int N, int R>
 __device__ __forceinline__ long long lora_b_index(int e, int o, int j) {
@@ -202,15 +203,21 @@ struct ForwardKernel {
       for (int c = 0; c < XA_PER_WARP; ++c) {
         const int q = warp_n + c * WARPS_N;
         if (q < XA_CHUNKS) {
-          unsigned bf[2];
           if constexpr (kLoraIsAct) {
+            unsigned bf[2];
             const int row = q * 8 + (lane & 7);
             ldmatrix_x2(bf, as + ATile::chunk_offset(row, kk * 2 + ((lane >> 3) & 1)) * 16);
-          } else {
-            load_b_fragment_converted<ATile, Lora, Act>(bf, as, q * 8 + (lane >> 2), kk * 16);
-          }
 #pragma unroll
-          for (int mi = 0; mi < MF; ++mi) mma_16816<kBf16>(xa[mi][c], af[mi], bf);
+            for (int mi = 0; mi < MF; ++mi) mma_16816<kBf16>(xa[mi][c], af[mi], bf);
+          } else {
+            unsigned hi[2], lo[2];
+            load_b_fragment_split<ATile, Lora, Act>(hi, lo, as, q * 8 + (lane >> 2), kk * 16);
+#pragma unroll
+            for (int mi = 0; mi < MF; ++mi) {
+              mma_16816<kBf16>(xa[mi][c], af[mi], hi);
+              mma_16816<kBf16>(xa[mi][c], af[mi], lo);
+            }
+          }
         }
       }
     }

@@ -29,7 +29,8 @@ struct LoraGradKernel {
 
   using VTile = SwizzledTile<BK, BN * 2 / 16>;  // [row][d]
   using UTile = SwizzledTile<BK, RP * 2 / 16>;  // [row][j]
-  static constexpr int kStageBytes = VTile::kBytes + UTile::kBytes;
+  // u is split into a high and a low part in the act dtype (two products keep ~16 bits of it).
+  static constexpr int kStageBytes = VTile::kBytes + 2 * UTile::kBytes;
   static constexpr int kSmemBytes = STAGES * kStageBytes;
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
@@ -61,7 +62,10 @@ struct LoraGradKernel {
         if (j < R) u0 = p.u[i * R + j];
         if (j + 1 < R) u1 = p.u[i * R + j + 1];
       }
+      const float h0 = to_float(from_float<Act>(u0)), h1 = to_float(from_float<Act>(u1));
       *reinterpret_cast<unsigned*>(us + UTile::byte_offset(row, j, 2)) = pack2<Act>(u0, u1);
+      *reinterpret_cast<unsigned*>(us + UTile::kBytes + UTile::byte_offset(row, j, 2)) =
+          pack2<Act>(u0 - h0, u1 - h1);
     }
   }
 
@@ -93,7 +97,7 @@ struct LoraGradKernel {
       const char* us = vs + VTile::kBytes;
 #pragma unroll
       for (int kk = 0; kk < BK / 16; ++kk) {
-        unsigned af[MF][4];
+        unsigned af[MF][4], af_lo[MF][4];
 #pragma unroll
         for (int mi = 0; mi < MF; ++mi) {
           // A = u^T: stored [row = k][j = m], so the transposing ldmatrix yields row-major A.
@@ -101,6 +105,7 @@ struct LoraGradKernel {
           const int row = kk * 16 + (q >> 1) * 8 + (lane & 7);
           const int ch = (warp_m * WM + mi * 16 + (q & 1) * 8) / 8;
           ldmatrix_x4_trans(af[mi], us + UTile::chunk_offset(row, ch) * 16);
+          ldmatrix_x4_trans(af_lo[mi], us + UTile::kBytes + UTile::chunk_offset(row, ch) * 16);
         }
 #pragma unroll
         for (int nj = 0; nj < NF / 2; ++nj) {
@@ -113,6 +118,8 @@ struct LoraGradKernel {
           for (int mi = 0; mi < MF; ++mi) {
             mma_16816<kBf16>(acc[mi][2 * nj], af[mi], b0);
             mma_16816<kBf16>(acc[mi][2 * nj + 1], af[mi], b1);
+            mma_16816<kBf16>(acc[mi][2 * nj], af_lo[mi], b0);
+            mma_16816<kBf16>(acc[mi][2 * nj + 1], af_lo[mi], b1);
           }
         }
       }

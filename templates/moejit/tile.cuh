@@ -100,18 +100,24 @@ __device__ __forceinline__ bool find_row_tile(const void* expert_offsets, long l
   return false;
 }
 
-// mma B-operand fragment (k16 x n8, "col") for row `n` of an n-major tile holding elements of
-// type Src, converted to the operand type Op. Used where the storage dtype differs from the
-// tensor-core dtype, so ldmatrix cannot be used.
+// mma B-operand fragments (k16 x n8, "col") for row `n` of an n-major tile holding elements of
+// type Src, converted to the operand type Op as a high and a low part (hi = round(v),
+// lo = round(v - hi)): two products with them keep about 16 significant bits of v, so a factor
+// stored in fp32 or fp16 loses nothing noticeable to bf16 tensor cores. Used where the storage
+// dtype differs from the tensor-core dtype, so ldmatrix cannot be used.
 template <class Tile, class Src, class Op>
-__device__ __forceinline__ void load_b_fragment_converted(unsigned (&b)[2], const char* tile, int n,
-                                                          int k) {
+__device__ __forceinline__ void load_b_fragment_split(unsigned (&hi)[2], unsigned (&lo)[2],
+                                                      const char* tile, int n, int k) {
   const int t = threadIdx.x & 3;
-  const Src* p0 = reinterpret_cast<const Src*>(tile + Tile::byte_offset(n, k + 2 * t, sizeof(Src)));
-  const Src* p1 =
-      reinterpret_cast<const Src*>(tile + Tile::byte_offset(n, k + 8 + 2 * t, sizeof(Src)));
-  b[0] = pack2<Op>(to_float(p0[0]), to_float(p0[1]));
-  b[1] = pack2<Op>(to_float(p1[0]), to_float(p1[1]));
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const Src* p = reinterpret_cast<const Src*>(
+        tile + Tile::byte_offset(n, k + 8 * half + 2 * t, sizeof(Src)));
+    const float v0 = to_float(p[0]), v1 = to_float(p[1]);
+    hi[half] = pack2<Op>(v0, v1);
+    const float h0 = to_float(from_float<Op>(v0)), h1 = to_float(from_float<Op>(v1));
+    lo[half] = pack2<Op>(v0 - h0, v1 - h1);
+  }
 }
 
 }  // namespace moejit
