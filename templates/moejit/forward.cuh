@@ -46,6 +46,65 @@ struct OutputTile {
   int rows;  // valid rows in this tile, 1..BLOCK_M
 };
 
+// Finds the CTA's output tile from its linear index (grouped raster over row and column tiles):
+// warp 0 walks the experts' row ranges, and the result is shared through `shared`.
+template <class Cfg, int BM, int BN>
+__device__ __forceinline__ OutputTile locate_tile(const ForwardParams& p, OutputTile& shared) {
+  constexpr int kNTiles = (Cfg::kN + BN - 1) / BN;
+  constexpr int kRasterGroup = 8;  // row tiles that share each weight tile within a wave
+  if ((threadIdx.x >> 5) == 0) {
+    long long row_tile = 0;
+    int col_tile = 0;
+    grouped_raster<kNTiles, kRasterGroup>(blockIdx.x, row_tile, col_tile);
+    int expert = -1;
+    long long row_begin = 0, row_end = 0;
+    const bool found = find_row_tile<typename Cfg::Index, Cfg::kExperts, BM>(
+        p.expert_offsets, row_tile, expert, row_begin, row_end);
+    if (row_end > p.rows) row_end = p.rows;  // never index past the routing arrays
+    if ((threadIdx.x & 31) == 0) {
+      shared.expert = found && row_end > row_begin ? expert : -1;
+      shared.n0 = col_tile * BN;
+      shared.row_begin = row_begin;
+      shared.rows = static_cast<int>(row_end - row_begin);
+    }
+  }
+  __syncthreads();
+  return shared;
+}
+
+// Stages what the whole K loop and the epilogue of tile `t` reuse: the source and destination row
+// of each of its BM grouped rows (-1 past the tile), B_e for its columns in the act dtype
+// zero-padded to RP ranks ([n][j] in BTile), and the nf4 code tables. The caller synchronizes.
+template <class Cfg, class BTile, int BM, int BN, int RP, int kThreads>
+__device__ __forceinline__ void stage_tile_inputs(const ForwardParams& p, const OutputTile& t,
+                                                  long long* src_rows, char* bs,
+                                                  QuantTables* tables, bool base) {
+  using Act = typename Cfg::Act;
+  using LoraB = typename Cfg::LoraB;
+  constexpr int E = Cfg::kExperts, N = Cfg::kN, R = Cfg::kRank;
+  long long* dst_rows = src_rows + BM;
+  for (int i = threadIdx.x; i < BM; i += kThreads) {
+    long long src = -1, dst = -1;
+    if (i < t.rows) {
+      const long long row = t.row_begin + i;
+      const long long slot = load_index<typename Cfg::Index>(p.scattered_idxs, row);
+      src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
+      dst = Cfg::kGroupedOut ? row : slot;
+    }
+    src_rows[i] = src;
+    dst_rows[i] = dst;
+  }
+  const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
+  for (int idx = threadIdx.x; idx < BN * RP; idx += kThreads) {
+    const int n = idx / RP, j = idx % RP, o = t.n0 + n;
+    const float v = (j < R && o < N)
+                        ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)])
+                        : 0.f;
+    *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v);
+  }
+  if (base) stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, kThreads);
+}
+
 template <class Cfg>
 struct ForwardKernel {
   using Act = typename Cfg::Act;
@@ -68,7 +127,6 @@ struct ForwardKernel {
   static constexpr int XA_PER_WARP = (XA_CHUNKS + WARPS_N - 1) / WARPS_N;
   static constexpr int KB = (K + BK - 1) / BK;
   static constexpr int N_TILES = (N + BN - 1) / BN;
-  static constexpr int kRasterGroup = 8;  // row tiles that share each weight tile within a wave
 
   static_assert(sizeof(Act) == 2, "activations are 16-bit");
   static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
@@ -225,57 +283,19 @@ struct ForwardKernel {
 
   __device__ static void run(const ForwardParams& p) {
     extern __shared__ __align__(128) char smem[];
-    __shared__ Tile tile;
+    __shared__ Tile shared_tile;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const long long linear = blockIdx.x;
-    if (warp == 0) {
-      int expert = -1;
-      long long row_begin = 0, row_end = 0;
-      long long row_tile = 0;
-      int col_tile = 0;
-      grouped_raster<N_TILES, kRasterGroup>(linear, row_tile, col_tile);
-      const bool found =
-          find_row_tile<Index, E, BM>(p.expert_offsets, row_tile, expert, row_begin, row_end);
-      if (row_end > p.rows) row_end = p.rows;  // never index past the routing arrays
-      if (lane == 0) {
-        tile.expert = found && row_end > row_begin ? expert : -1;
-        tile.n0 = col_tile * BN;
-        tile.row_begin = row_begin;
-        tile.rows = static_cast<int>(row_end - row_begin);
-      }
-    }
-    __syncthreads();
-    const Tile t = tile;
+    const Tile t = locate_tile<Cfg, BM, BN>(p, shared_tile);
     if (t.expert < 0) return;  // the grid is an upper bound on the number of row tiles
     // y == null: only x * A^T is wanted (the backward recomputing what the forward did not save).
     const bool base = p.y != nullptr;
     if (!base && t.n0 != 0) return;
 
     long long* src_rows = reinterpret_cast<long long*>(smem + kRowsOffset);
-    long long* dst_rows = src_rows + BM;
-    for (int i = threadIdx.x; i < BM; i += kThreads) {
-      long long src = -1, dst = -1;
-      if (i < t.rows) {
-        const long long row = t.row_begin + i;
-        const long long slot = load_index<Index>(p.scattered_idxs, row);
-        src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
-        dst = Cfg::kGroupedOut ? row : slot;
-      }
-      src_rows[i] = src;
-      dst_rows[i] = dst;
-    }
-    // B_e for this tile's columns, converted to the act dtype and zero-padded to RP.
+    const long long* dst_rows = src_rows + BM;
     char* bs = smem + kBTileOffset;
-    const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
-    for (int idx = threadIdx.x; idx < BN * RP; idx += kThreads) {
-      const int n = idx / RP, j = idx % RP, o = t.n0 + n;
-      const float v = (j < R && o < N)
-                          ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)])
-                          : 0.f;
-      *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v);
-    }
     QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
-    if (base) stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, kThreads);
+    stage_tile_inputs<Cfg, BTile, BM, BN, RP, kThreads>(p, t, src_rows, bs, tables, base);
     __syncthreads();
 
     float acc[MF][NF][4] = {};

@@ -31,7 +31,6 @@ struct ForwardSm90Kernel {
   static constexpr int RP = (R + 15) / 16 * 16;
   static constexpr int KB = (K + BK - 1) / BK;
   static constexpr int N_TILES = (N + BN - 1) / BN;
-  static constexpr int kRasterGroup = 8;  // row tiles that share each weight tile within a wave
   static constexpr int kPrefetch = STAGES - 2;  // one stage is read by the wgmma in flight
 
   static_assert(Cfg::kBlockK == 64, "the sm90 kernel reads 128-byte (64-element) k slices");
@@ -135,57 +134,20 @@ struct ForwardSm90Kernel {
     extern __shared__ __align__(1024) char smem_raw[];
     // wgmma's 128-byte swizzle is anchored to 1024-byte boundaries of the shared address.
     char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-    __shared__ Tile tile;
+    __shared__ Tile shared_tile;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wg = warp >> 2;
-    const long long linear = blockIdx.x;
-    if (warp == 0) {
-      int expert = -1;
-      long long row_begin = 0, row_end = 0;
-      long long row_tile = 0;
-      int col_tile = 0;
-      grouped_raster<N_TILES, kRasterGroup>(linear, row_tile, col_tile);
-      const bool found =
-          find_row_tile<Index, E, BM>(p.expert_offsets, row_tile, expert, row_begin, row_end);
-      if (row_end > p.rows) row_end = p.rows;
-      if (lane == 0) {
-        tile.expert = found && row_end > row_begin ? expert : -1;
-        tile.n0 = col_tile * BN;
-        tile.row_begin = row_begin;
-        tile.rows = static_cast<int>(row_end - row_begin);
-      }
-    }
-    __syncthreads();
-    const Tile t = tile;
+    const Tile t = locate_tile<Cfg, BM, BN>(p, shared_tile);
     if (t.expert < 0) return;
     // y == null: only x * A^T is wanted (the backward recomputing what the forward did not save).
     const bool base = p.y != nullptr;
     if (!base && t.n0 != 0) return;
 
     long long* src_rows = reinterpret_cast<long long*>(smem + kRowsOffset);
-    long long* dst_rows = src_rows + BM;
-    for (int i = threadIdx.x; i < BM; i += kThreads) {
-      long long src = -1, dst = -1;
-      if (i < t.rows) {
-        const long long row = t.row_begin + i;
-        const long long slot = load_index<Index>(p.scattered_idxs, row);
-        src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
-        dst = Cfg::kGroupedOut ? row : slot;
-      }
-      src_rows[i] = src;
-      dst_rows[i] = dst;
-    }
+    const long long* dst_rows = src_rows + BM;
     char* bs = smem + kBTileOffset;
-    const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
-    for (int idx = threadIdx.x; idx < BN * RP; idx += kThreads) {
-      const int n = idx / RP, j = idx % RP, o = t.n0 + n;
-      const float v = (j < R && o < N)
-                          ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)])
-                          : 0.f;
-      *reinterpret_cast<Act*>(bs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v);
-    }
     QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
-    if (base) stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, kThreads);
+    stage_tile_inputs<Cfg, BTile, BM, BN, RP, kThreads>(p, t, src_rows, bs, tables, base);
     __syncthreads();
 
     WeightFetch fetch;
