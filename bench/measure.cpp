@@ -71,10 +71,12 @@ void measure_row(const BenchOptions& o, const RowSpec& row, const std::filesyste
                  bool cold, nlohmann::json& out) {
   const ProjectionSpec spec =
       with_weights(projection_spec(row.preset, row.projection, o.rank), row.weights);
+  const bool tune = o.tunes(row.weights);
+  out["tuned"] = tune;
   {
-    Runtime runtime(RuntimeOptions{.cache_path = cache, .tune = true});
+    Runtime runtime(RuntimeOptions{.cache_path = cache, .tune = tune});
     const double tune_seconds = prepare_all(runtime, spec, o, row, out);
-    if (cold) out["cold_tune_s"] = tune_seconds;
+    if (cold && tune) out["cold_tune_s"] = tune_seconds;
     out["tunes"] = runtime.stats().tunes;
     time_launches(runtime, spec, o, row, out);
   }  // the inputs and modules are freed before the child allocates its own

@@ -50,6 +50,7 @@ struct CommandLine {
   std::vector<std::string> sweep_weights = {"bf16"};
   bool sweep_only = false;
   std::vector<std::string> first_launch_weights = {"bf16"};
+  std::vector<std::string> tune_weights = {"bf16", "nf4", "nf4-dq", "int8"};
   bool no_first_launch = false;
   bool no_backward = false;
   std::string cache;
@@ -84,6 +85,11 @@ void add_options(CLI::App& app, CommandLine& cl, BenchOptions& o) {
   app.add_option("--warmup", o.timing.warmup, "untimed launches")->capture_default_str();
   app.add_option("--reps", o.timing.reps, "timed launches (median)")->capture_default_str();
   app.add_option("--seed", o.seed, "seed of inputs and routing")->capture_default_str();
+  app.add_option("--tune-weights", cl.tune_weights,
+                 "weight formats whose rows are autotuned and their cold tune timed; the other "
+                 "rows run the default configs, compiled ahead in parallel")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_flag("--no-backward", cl.no_backward, "forward only: tune and time no backward kernels");
   app.add_flag("--no-first-launch", cl.no_first_launch, "skip the warm first-launch children");
   app.add_option("--first-launch-weights", cl.first_launch_weights,
@@ -129,6 +135,7 @@ std::vector<RowSpec> resolve_rows(const CommandLine& cl) {
 BenchOptions resolve(const CommandLine& cl, BenchOptions o) {
   o.cache = cl.cache;
   o.backward = !cl.no_backward;
+  o.tune_weights = weights_named(cl.tune_weights, "--tune-weights");
   o.first_launch_weights.clear();
   if (!cl.no_first_launch)
     o.first_launch_weights = weights_named(cl.first_launch_weights, "--first-launch-weights");

@@ -1,5 +1,6 @@
 #pragma once
 // What one moejit_bench invocation measures, parsed from the command line.
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <vector>
@@ -19,11 +20,19 @@ struct RowSpec {
 };
 
 struct BenchOptions {
+  bool tunes(BenchWeights weights) const {
+    return std::ranges::find(tune_weights, weights) != tune_weights.end();
+  }
+
   std::vector<RowSpec> rows;  // in order, each once
   int rank = 16;
   std::filesystem::path cache;  // empty: a fresh cache per row, cold-tuned and timed
   TimingOptions timing;
   bool backward = true;  // also tune the backward ops and time forward + backward
+  // Rows whose weights are listed here are autotuned (and their cold tune timed); the others run
+  // the runtime's default configs, compiled ahead in parallel (bench/precompile.hpp).
+  std::vector<BenchWeights> tune_weights = {BenchWeights::bf16, BenchWeights::nf4,
+                                            BenchWeights::nf4_dq, BenchWeights::int8};
   // Rows whose weights are listed here also get the warm first-launch child.
   std::vector<BenchWeights> first_launch_weights = {BenchWeights::bf16};
   std::uint64_t seed = 1;

@@ -21,7 +21,7 @@ KEY = ("shape", "proj", "tokens", "rank", "weights")
 FIELDS = ("device", "date", "shape", "proj", "tokens", "rank", "weights", "moejit_f_ms",
           "composition_f_ms", "roofline_f_ms", "cold_tune_s", "warm_first_launch_ms",
           "moejit_fb_ms", "composition_fb_ms", "roofline_fb_ms", "peak_extra_gib", "config",
-          "composition_peak_extra_gib", "composition_measured_extra_gib", "backward_configs",
+          "composition_peak_extra_gib", "composition_measured_extra_gib", "tuned", "backward_configs",
           "experts", "top_k", "in_features", "out_features", "dense_tflops")
 SHAPE_FIELDS = ("tokens", "top_k", "in_features", "out_features", "rank")
 
@@ -86,6 +86,13 @@ def percent(roofline, measured):
     return value and value * 100
 
 
+def config(r):
+    """The forward's config; '(default)' when the row ran the runtime's untuned default configs."""
+    if not r["config"]:
+        return "-"
+    return r["config"] + (" (default)" if r.get("tuned") is False else "")
+
+
 def bf16_twin(rows, r):
     """moejit's own bf16 row of the same shape, projection and token count."""
     return next((b for b in rows if b["weights"] == "bf16" and
@@ -113,8 +120,7 @@ def main_line(rows, r):
              pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
                   ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
              pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
-             fmt(r["cold_tune_s"], ".1f"), fmt(r["warm_first_launch_ms"], ".0f"),
-             r["config"] or "-")
+             fmt(r["cold_tune_s"], ".1f"), fmt(r["warm_first_launch_ms"], ".0f"), config(r))
     return "| " + " | ".join(cells) + " |"
 
 
@@ -134,7 +140,7 @@ def sweep_line(r):
              pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
                   ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
              pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
-             fmt(r["cold_tune_s"], ".1f"), r["config"] or "-")
+             fmt(r["cold_tune_s"], ".1f"), config(r))
     return "| " + " | ".join(cells) + " |"
 
 
@@ -191,7 +197,10 @@ METHOD = (
     "row's moejit time / the bf16 row's. extra GiB: moejit = backward workspace + saved x*A^T; "
     "composition = peak allocation during f+b beyond its inputs and outputs (measured). cold "
     "tune = Runtime::prepare of the forward and its backward ops with an empty cache; warm first "
-    "launch = a new process's start to its first forward's completion with that cache.")
+    "launch = a new process's start to its first forward's completion with that cache. A config "
+    "marked (default) means the row was not autotuned in this run (moejit_bench --tune-weights): "
+    "it ran the runtime's default configs (Runtime with tune = false), which tuning can only "
+    "match or beat.")
 
 
 def document(rows, device, date, command):

@@ -14,6 +14,7 @@
 
 #include "autotune/cuda_driver.hpp"
 #include "bench/measure.hpp"
+#include "bench/precompile.hpp"
 #include "compiler/error.hpp"
 
 namespace moejit::bench {
@@ -106,6 +107,10 @@ int run_table(const BenchOptions& options) {
   const TableContext ctx{options, cuda::query_device(context.device()).name,
                          fmt::format("{:%Y-%m-%d}", fmt::gmtime(std::time(nullptr))),
                          fresh_caches.path()};
+  std::vector<PrecompileJob> untuned;
+  for (const RowSpec& row : options.rows)
+    if (!options.tunes(row.weights)) untuned.push_back({row, cache_for(ctx, row)});
+  precompile_untuned(options, untuned);
   int exit_code = 0;
   for (const RowSpec& row : options.rows) {
     nlohmann::json out = row_header(ctx, row);
