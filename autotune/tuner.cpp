@@ -105,6 +105,12 @@ TileConfig default_config(const ProjectionSpec& spec, const std::string& arch) {
   // shared memory of its target (227 KB on Hopper, 99 KB on sm_86/sm_89), less static memory.
   const int smem_limit = (arch == "sm_90a" ? 227 : 99) * 1024 - 1024;
   auto fits = [&](const TileConfig& c) { return dynamic_smem_bytes(spec, c) <= smem_limit; };
+  // Quantized weights are decoded by the warps that also run the math: tuning on the H100 picks
+  // mma.sync tiles with 8 warps for them (bench/NOTES.md), so the default does too.
+  const bool quantized =
+      spec.weights == WeightFormat::nf4 || spec.weights == WeightFormat::int8_rowwise;
+  if (quantized && fits(TileConfig{128, 128, 32, 4, 2, 2}))
+    return TileConfig{128, 128, 32, 4, 2, 2};
   if (wgmma_supported(spec, arch))
     for (const TileConfig c :
          {TileConfig{128, 128, 64, 8, 1, 4, true}, TileConfig{128, 128, 64, 8, 1, 3, true},

@@ -20,6 +20,19 @@ KernelFamily family_of(OpKind op) {
   throw InvalidArgument("op", std::to_string(static_cast<int>(op)), "a known op");
 }
 
+ProjectionSpec op_spec(const ProjectionSpec& forward_spec, OpKind op) {
+  ProjectionSpec s = forward_spec;
+  s.op = op;
+  if (family_of(op) != KernelFamily::gemm) {
+    s.weights = s.act == DType::fp16 ? WeightFormat::fp16 : WeightFormat::bf16;
+    s.quant_blocksize = 0;
+    s.double_quant = false;
+    s.layout = WeightLayout::out_in;
+    s.has_bias = false;
+  }
+  return s;
+}
+
 GemmView gemm_view(const ProjectionSpec& s) {
   GemmView v;
   if (s.op == OpKind::forward) {

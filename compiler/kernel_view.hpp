@@ -10,6 +10,11 @@ namespace moejit {
 enum class KernelFamily { gemm, lora_grad, pack_b, reduce_slots };
 KernelFamily family_of(OpKind op);
 
+// The spec of op `op` of the projection whose forward is `forward_spec`, with the fields that op's
+// kernel does not read set to fixed values (the LoRA-gradient and helper kernels never read the
+// base weights), so that equal kernels share one cache key whatever the weight format.
+ProjectionSpec op_spec(const ProjectionSpec& forward_spec, OpKind op);
+
 struct GemmView {
   int k = 0, n = 0;     // reduction and output features of the kernel
   bool in_out = false;  // weight tile N-contiguous (ldmatrix.trans / no wgmma)

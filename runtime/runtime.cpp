@@ -12,6 +12,7 @@
 #include "cache/build_once.hpp"
 #include "cache/store.hpp"
 #include "compiler/error.hpp"
+#include "compiler/kernel_view.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "compiler/source.hpp"
 #include "runtime/validation.hpp"
@@ -174,11 +175,6 @@ WorkspaceLayout workspace_layout(const ProjectionSpec& spec, std::int64_t tokens
   return w;
 }
 
-ProjectionSpec with_op(ProjectionSpec spec, OpKind op) {
-  spec.op = op;
-  return spec;
-}
-
 }  // namespace
 
 std::size_t backward_workspace_bytes(const ProjectionSpec& spec, std::int64_t tokens) {
@@ -254,8 +250,8 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
 
   std::lock_guard lock(impl_->mutex);
   auto run = [&](OpKind op, const void* params) {
-    const ProjectionSpec op_spec = with_op(spec, op);
-    launch_kernel(impl_->get(op_spec, args.tokens).handle, op_spec, params, rows, stream);
+    const ProjectionSpec kernel_spec = op_spec(spec, op);
+    launch_kernel(impl_->get(kernel_spec, args.tokens).handle, kernel_spec, params, rows, stream);
     ++impl_->stats.launches;
   };
   const AuxParams pack{args.lora_b, b_packed, 0};

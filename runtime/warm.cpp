@@ -4,6 +4,7 @@
 
 #include "autotune/tuner.hpp"
 #include "compiler/error.hpp"
+#include "compiler/kernel_view.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "compiler/source.hpp"
 #include "templates/embedded.hpp"
@@ -15,9 +16,7 @@ std::vector<ProjectionSpec> backward_ops(const ProjectionSpec& spec) {
   for (OpKind op : {OpKind::pack_b, OpKind::backward_dx, OpKind::reduce_slots, OpKind::grad_a,
                     OpKind::grad_b}) {
     if (op == OpKind::reduce_slots && (spec.grouped_in || spec.top_k == 1)) continue;
-    ProjectionSpec s = spec;
-    s.op = op;
-    ops.push_back(s);
+    ops.push_back(op_spec(spec, op));
   }
   return ops;
 }
