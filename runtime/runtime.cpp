@@ -167,8 +167,9 @@ WorkspaceLayout workspace_layout(const ProjectionSpec& spec, std::int64_t tokens
   WorkspaceLayout w;
   w.dy_b = 0;
   w.b_packed = w.dy_b + align256(rows * r * 4);
-  w.xa =
-      w.b_packed + align256(static_cast<std::size_t>(spec.experts) * r * spec.out_features * act);
+  // B_e^T packed in the lora dtype (pack_b keeps the factor's precision).
+  w.xa = w.b_packed + align256(static_cast<std::size_t>(spec.experts) * r * spec.out_features *
+                               size_of(spec.lora));
   w.slots = w.xa + align256(rows * r * 4);
   const bool per_slot = !spec.grouped_in && spec.top_k > 1;
   w.total = w.slots + (per_slot ? align256(rows * spec.in_features * act) : 0);
