@@ -21,12 +21,12 @@ void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const
   if (dims.grid_x > INT_MAX)
     throw InvalidArgument("rows", std::to_string(rows), "a grid of at most 2^31-1 CTAs");
   void* args[] = {const_cast<void*>(params)};
-  const std::string call = fmt::format("cuLaunchKernel({})", to_string(spec.op));
-  cuda::check(cuda::api().cuLaunchKernel(
-                  kernel.function, static_cast<unsigned>(dims.grid_x),
-                  static_cast<unsigned>(dims.grid_y), 1, static_cast<unsigned>(dims.threads), 1, 1,
-                  static_cast<unsigned>(kernel.dynamic_smem), stream, args, nullptr),
-              call.c_str());
+  const CUresult result = cuda::api().cuLaunchKernel(
+      kernel.function, static_cast<unsigned>(dims.grid_x), static_cast<unsigned>(dims.grid_y), 1,
+      static_cast<unsigned>(dims.threads), 1, 1, static_cast<unsigned>(kernel.dynamic_smem), stream,
+      args, nullptr);
+  if (result != CUDA_SUCCESS)  // the name is formatted only on failure: launches are the hot path
+    cuda::check(result, fmt::format("cuLaunchKernel({})", to_string(spec.op)).c_str());
 }
 
 }  // namespace moejit

@@ -7,51 +7,13 @@
 #include <vector>
 
 #include "compiler/error.hpp"
+#include "tests/support/quant.hpp"
 
 namespace moejit::bench {
 namespace {
 
 constexpr std::array<BenchWeights, 4> kAllWeights = {BenchWeights::bf16, BenchWeights::nf4,
                                                      BenchWeights::nf4_dq, BenchWeights::int8};
-
-// QuantState.code of quant_type nf4 (SPEC.md "Base weights").
-const std::vector<float> kNf4Code = {-1.0f,
-                                     -0.6961928009986877f,
-                                     -0.5250730514526367f,
-                                     -0.39491748809814453f,
-                                     -0.28444138169288635f,
-                                     -0.18477343022823334f,
-                                     -0.09105003625154495f,
-                                     0.0f,
-                                     0.07958029955625534f,
-                                     0.16093020141124725f,
-                                     0.24611230194568634f,
-                                     0.33791524171829224f,
-                                     0.44070982933044434f,
-                                     0.5626170039176941f,
-                                     0.7229568362236023f,
-                                     1.0f};
-
-constexpr int kAbsmaxBlocksize = 256;  // double quantization's second-level block
-
-// The signed dynamic map of SPEC.md (code2): midpoints of linspace(0.1, 1, 2^i + 1) scaled by
-// 10^(i-6), both signs, plus 0 and 1, sorted. Computed in plain fp32 here: the benchmark needs a
-// table of the right shape and range, not bitsandbytes' last bit.
-std::vector<float> signed_dynamic_map() {
-  std::vector<float> map = {0.0f, 1.0f};
-  for (int i = 0; i <= 6; ++i) {
-    const int points = (1 << i) + 1;
-    const float step = 0.9f / static_cast<float>(points - 1);
-    const auto scale = static_cast<float>(std::pow(10.0, i - 6));
-    for (int j = 0; j + 1 < points; ++j) {
-      const float mid = (0.1f + step * j + 0.1f + step * (j + 1)) / 2.0f;
-      map.push_back(scale * mid);
-      map.push_back(-scale * mid);
-    }
-  }
-  std::sort(map.begin(), map.end());
-  return map;
-}
 
 std::size_t ceil_div(std::size_t a, std::size_t b) {
   return (a + b - 1) / b;
@@ -123,7 +85,7 @@ void BaseWeights::make_nf4(const ProjectionSpec& spec, std::size_t values, Fill 
   const float typical = 1.0f / std::sqrt(static_cast<float>(spec.in_features));
   w_ = cuda::DeviceBuffer((values + 1) / 2);
   fill_bytes(w_, how, seed);
-  code_ = upload(kNf4Code);
+  code_ = upload(std::vector<float>(test::kNf4Code.begin(), test::kNf4Code.end()));
   if (!spec.double_quant) {
     absmax_ = cuda::DeviceBuffer(blocks * sizeof(float));
     fill_scales(absmax_, 0.5f * typical, 1.5f * typical, how, seed + 1);
@@ -132,9 +94,9 @@ void BaseWeights::make_nf4(const ProjectionSpec& spec, std::size_t values, Fill 
   // absmax = code2[q] * absmax2 + offset with code2 in [-1, 1]: stays in [0.5, 1.5] * typical.
   absmax_ = cuda::DeviceBuffer(blocks);
   fill_bytes(absmax_, how, seed + 1);
-  absmax2_ = cuda::DeviceBuffer(ceil_div(blocks, kAbsmaxBlocksize) * sizeof(float));
+  absmax2_ = cuda::DeviceBuffer(ceil_div(blocks, test::kAbsmaxBlocksize) * sizeof(float));
   fill_scales(absmax2_, 0.25f * typical, 0.5f * typical, how, seed + 2);
-  code2_ = upload(signed_dynamic_map());
+  code2_ = upload(test::dynamic_map_signed());
   offset_ = typical;
 }
 

@@ -240,10 +240,6 @@ LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& c, std::int
   return d;
 }
 
-std::int64_t grid_size(const ProjectionSpec& spec, const TileConfig& c, std::int64_t rows) {
-  return launch_dims(spec, c, rows).grid_x;
-}
-
 KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& c) {
   spec.validate();
   switch (family_of(spec.op)) {

@@ -37,7 +37,4 @@ struct LaunchDims {
 // tiles x experts. Helper ops: a grid-stride loop.
 LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& config, std::int64_t rows);
 
-// Kept for the GEMM ops: launch_dims(...).grid_x.
-std::int64_t grid_size(const ProjectionSpec& spec, const TileConfig& config, std::int64_t rows);
-
 }  // namespace moejit

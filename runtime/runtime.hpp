@@ -88,7 +88,7 @@ struct RuntimeStats {
   std::int64_t cache_hits = 0;   // loaded from the SQLite cache
   std::int64_t cache_misses = 0;
   std::int64_t cache_waits = 0;  // another process was building the kernel; reused its entry
-  std::int64_t compiles = 0;  // NVRTC compilations in this process
+  std::int64_t compiles = 0;     // NVRTC compilations in this process
   std::int64_t tunes = 0;
 };
 
