@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # The one command for the GPU machine, run from the repository root with a prebuilt build folder
-# carried along: GPU tests, compute-sanitizer, then the benchmark and its report (bench/README.md).
+# carried along: the SASS check, GPU tests, compute-sanitizer, then the benchmark and its report
+# (bench/README.md).
 #
 #   bench/device.sh [BUILD]            BUILD: the carried build folder (default: build)
 #
-# Environment: STAGES (default tests,sanitizer,bench); OUT (default BUILD/device-out); time limits
-# in seconds TESTS_TIMEOUT, SANITIZER_TIMEOUT, BENCH_TIMEOUT, COMPOSITION_TIMEOUT; BENCH_ARGS for
-# both moejit_bench and composition.py (default: the qwen3-30b-a3b token sweep and fewer reps; e.g.
-# "--presets qwen3-30b-a3b --tokens 4096"); MOEJIT_BENCH_ARGS for moejit_bench alone (default: the
-# four weight formats, bf16 autotuned), COMPOSITION_ARGS for composition.py alone (default: bf16
-# and nf4); an empty value drops a default. CARRY_LIB: the carried libraries (default .carry/lib);
-# RACECHECK_TEST names the test run under racecheck.
-# Every stage runs even when an earlier one failed; the exit status is non-zero if any failed.
-# Writes at most 7 files into OUT: gpu-tests.log, sanitizer.log, bench.log, moejit.jsonl,
+# Environment: STAGES (default sass,tests,sanitizer,bench); OUT (default BUILD/device-out); time
+# limits in seconds SASS_TIMEOUT, TESTS_TIMEOUT, SANITIZER_TIMEOUT, BENCH_TIMEOUT,
+# COMPOSITION_TIMEOUT; BENCH_ARGS for both moejit_bench and composition.py (default: the
+# qwen3-30b-a3b token sweep and fewer reps; e.g. "--presets qwen3-30b-a3b --tokens 4096");
+# MOEJIT_BENCH_ARGS for moejit_bench alone (default: the four weight formats, bf16 autotuned),
+# COMPOSITION_ARGS for composition.py alone (default: bf16 and nf4); an empty value drops a
+# default. CARRY_LIB: the carried libraries (default .carry/lib); RACECHECK_TEST names the test
+# run under racecheck.
+# Every stage runs even when an earlier one failed; the exit status is non-zero if any failed (a
+# stage recorded SKIP, e.g. sass without cuobjdump, did not run its check and does not fail it).
+# Writes at most 8 files into OUT: sass.log, gpu-tests.log, sanitizer.log, bench.log, moejit.jsonl,
 # composition.jsonl and the report's <date>-<device>.md and .json.
 set -u -o pipefail
 
 BUILD=${1:-build}
 OUT=${OUT:-$BUILD/device-out}
-STAGES=${STAGES:-tests,sanitizer,bench}
+STAGES=${STAGES:-sass,tests,sanitizer,bench}
+SASS_TIMEOUT=${SASS_TIMEOUT:-120}
 TESTS_TIMEOUT=${TESTS_TIMEOUT:-120}
 SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-120}
 # The bench stage's default rows (bench/README.md) fit in about 6 minutes on an H100: a cold tune
@@ -36,7 +40,7 @@ FAILED=0
 wants() { [[ ",$STAGES," == *",$1,"* ]]; }
 record() {  # record STAGE STATUS [DETAIL]
   SUMMARY+=("$1=$2${3:+ ($3)}")
-  [[ $2 == PASS ]] || FAILED=1
+  [[ $2 == PASS || $2 == SKIP ]] || FAILED=1
 }
 
 link_if_absent() {
@@ -73,6 +77,19 @@ setup() {
   missing=$(ldd "$BUILD/bench/moejit_bench" 2>&1 | grep 'not found')
   [[ -z $missing ]] || echo "setup: moejit_bench lacks libraries (run bench/carry_libs.sh):
 $missing"
+}
+
+# bench/sass_check.sh: HGMMA in the wgmma kernels, no local memory (LDL/STL) in any kernel.
+stage_sass() {
+  local log="$OUT/sass.log" rc verdict
+  timeout "$SASS_TIMEOUT" bench/sass_check.sh "$BUILD" >"$log" 2>&1
+  rc=$?
+  verdict=$(tail -n 1 "$log")
+  case $rc in
+    0) record sass PASS "$verdict" ;;
+    2) record sass SKIP "$verdict" ;;
+    *) record sass FAIL "rc $rc; $verdict" ;;
+  esac
 }
 
 stage_tests() {
@@ -132,6 +149,7 @@ stage_bench() {
 }
 
 setup || record setup FAIL
+wants sass && stage_sass
 wants tests && stage_tests
 wants sanitizer && stage_sanitizer
 wants bench && stage_bench

@@ -19,4 +19,8 @@ find . -type f -perm -u+x -not -path "*/CMakeFiles/*" -not -name "*.so*" -not -n
   strip --strip-unneeded -o "$OLDPWD/$DEST/$f" "$f" 2>/dev/null || cp "$f" "$OLDPWD/$DEST/$f"
 done
 cd "$OLDPWD"
+# device.sh's sass stage renders its CUBINs with moejit_render (bench/sass_check.sh).
+[[ -x $DEST/tests/golden/moejit_render ]] ||
+  echo "pack_build: no tests/golden/moejit_render in $BUILD: build that target too, or the sass" \
+    "stage fails" >&2
 du -sh "$DEST"
