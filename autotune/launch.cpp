@@ -2,11 +2,40 @@
 
 #include <fmt/format.h>
 #include <climits>
+#include <cstring>
 
 #include "compiler/error.hpp"
+#include "compiler/kernel_view.hpp"
 #include "compiler/source.hpp"
 
 namespace moejit {
+namespace {
+
+// A 3-D map over a [depth][rows][inner] tensor of 16-bit elements, read in boxes of box_inner x
+// box_rows x 1 with the 128-byte swizzle; out-of-range elements read as zeros.
+TensorMapStorage encode_3d(const char* tensor, const void* address, CUtensorMapDataType type,
+                           std::uint64_t inner, std::uint64_t rows, std::uint64_t depth,
+                           std::uint32_t box_inner, std::uint32_t box_rows) {
+  static_assert(sizeof(TensorMapStorage) == sizeof(CUtensorMap));
+  if (address == nullptr || reinterpret_cast<std::uintptr_t>(address) % 16 != 0)
+    throw InvalidArgument(tensor, fmt::format("{}", address),
+                          "a non-null address aligned to 16 bytes (TMA)");
+  const cuuint64_t dims[3] = {inner, rows, depth};
+  const cuuint64_t strides[2] = {inner * 2, inner * rows * 2};  // bytes, dimensions 1 and 2
+  const cuuint32_t box[3] = {box_inner, box_rows, 1};
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  CUtensorMap map;
+  cuda::check(cuda::api().cuTensorMapEncodeTiled(
+                  &map, type, 3, const_cast<void*>(address), dims, strides, box, element_strides,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+              "cuTensorMapEncodeTiled");
+  TensorMapStorage out;
+  std::memcpy(&out, &map, sizeof(map));
+  return out;
+}
+
+}  // namespace
 
 void prepare_function(CUfunction function, int dynamic_smem) {
   cuda::check(cuda::api().cuFuncSetAttribute(
@@ -14,13 +43,33 @@ void prepare_function(CUfunction function, int dynamic_smem) {
               "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
 }
 
+ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfig& config,
+                                     const ForwardParams& params) {
+  const GemmView v = gemm_view(spec);
+  const auto type =
+      spec.act == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const std::uint64_t e = spec.experts, k = v.k, n = v.n, r = spec.rank;
+  const auto rp = static_cast<std::uint32_t>((spec.rank + 15) / 16 * 16);
+  ForwardTensorMaps maps{};
+  if (params.y != nullptr) {  // without y only x * A^T is computed: the weight is not read
+    maps.w = v.in_out ? encode_3d("w", params.w, type, n, k, e, 64, 64)
+                      : encode_3d("w", params.w, type, k, n, e, 64,
+                                  static_cast<std::uint32_t>(config.block_n));
+  }
+  maps.a = encode_3d("lora_a", params.lora_a, type, k, r, e, 64, rp);
+  return maps;
+}
+
 void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
                    std::int64_t rows, CUstream stream) {
   if (rows <= 0) return;
-  const LaunchDims dims = launch_dims(spec, kernel.config, rows);
+  const LaunchDims dims = launch_dims(spec, kernel.config, rows, kernel.sm_count);
   if (dims.grid_x > INT_MAX)
     throw InvalidArgument("rows", std::to_string(rows), "a grid of at most 2^31-1 CTAs");
-  void* args[] = {const_cast<void*>(params)};
+  ForwardTensorMaps maps;
+  void* args[] = {const_cast<void*>(params), &maps};
+  if (kernel.config.tma)
+    maps = encode_tensor_maps(spec, kernel.config, *static_cast<const ForwardParams*>(params));
   const CUresult result = cuda::api().cuLaunchKernel(
       kernel.function, static_cast<unsigned>(dims.grid_x), static_cast<unsigned>(dims.grid_y), 1,
       static_cast<unsigned>(dims.threads), 1, 1, static_cast<unsigned>(kernel.dynamic_smem), stream,

@@ -14,6 +14,7 @@ struct KernelHandle {
   CUfunction function = nullptr;
   TileConfig config;
   int dynamic_smem = 0;
+  int sm_count = 0;  // the device's; caps the grid of persistent kernels (0: no cap)
 };
 
 // Raises the function's dynamic shared-memory limit to what `config` needs (once per function).
@@ -23,6 +24,11 @@ void prepare_function(CUfunction function, int dynamic_smem);
 // the op takes) over `rows` = T*k grouped rows; does nothing when rows == 0.
 void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
                    std::int64_t rows, CUstream stream);
+
+// The TMA kernel's tensor maps over the weight and LoRA A-role tensors of `params` (encoded per
+// launch: they hold the addresses). Throws InvalidArgument naming a tensor the TMA cannot read.
+ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfig& config,
+                                     const ForwardParams& params);
 
 // The GEMM ops (forward, backward_dx) over `params.rows` grouped rows.
 inline void launch_forward(const KernelHandle& kernel, const ProjectionSpec& spec,

@@ -84,17 +84,27 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
                                {128, 128, 2, 2}, {128, 128, 2, 4}, {128, 128, 4, 2},
                                {64, 256, 1, 4},  {128, 256, 2, 4}, {256, 128, 4, 2}};
   std::vector<TileConfig> out;
+  const bool quantized =
+      spec.weights == WeightFormat::nf4 || spec.weights == WeightFormat::int8_rowwise;
+  auto add_wgmma = [&] {
+    for (int bm : {64, 128})
+      for (int bn : {128, 256})
+        for (int stages : {3, 4, 5})
+          out.push_back(TileConfig{bm, bn, 64, bm / 16, 1, stages, true});
+  };
+  if (wgmma_supported(spec, arch) && !quantized) {
+    // Hopper with 16-bit weights: every tuned forward and dX of the H100 runs picked a wgmma tile
+    // (bench/results), so the mma.sync tiles are not worth their compile time there.
+    add_wgmma();
+    return out;
+  }
   for (const Shape& s : kShapes)
     for (int bk : {32, 64})
       for (int stages : {2, 3, 4}) {
         const TileConfig c{s.bm, s.bn, bk, s.wm, s.wn, stages};
         if (accumulator_registers(spec, c) <= 160) out.push_back(c);
       }
-  if (wgmma_supported(spec, arch))
-    for (int bm : {64, 128})
-      for (int bn : {128, 256})
-        for (int stages : {3, 4, 5})
-          out.push_back(TileConfig{bm, bn, 64, bm / 16, 1, stages, true});
+  if (wgmma_supported(spec, arch)) add_wgmma();
   return out;
 }
 
@@ -186,7 +196,8 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
       continue;
     }
     const cuda::Module module(c.kernel.cubin);
-    const KernelHandle handle{module.function(c.kernel.lowered_name), c.config, c.dynamic_smem};
+    const KernelHandle handle{module.function(c.kernel.lowered_name), c.config, c.dynamic_smem,
+                              device.sm_count};
     prepare_function(handle.function, handle.dynamic_smem);
     problem.launch(handle, stream.get());  // warm-up
     // One timed launch first; candidates already 1.5x slower than the best stop there.

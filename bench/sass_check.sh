@@ -45,7 +45,9 @@ grad_a                    no  --arch sm_90a --op grad_a $QWEN $GRAD16
 grad_b                    no  --arch sm_90a --op grad_b $QWEN $GRAD16
 pack_b                    no  --arch sm_90a --op pack_b $QWEN
 reduce_slots              no  --arch sm_90a --op reduce_slots $QWEN
-# fwd_tma_m128n256_s4     yes --arch sm_90a $QWEN $WG256 --tma
+fwd_tma_m128n256_s4       yes --arch sm_90a $QWEN $WG256 --tma
+fwd_tma_in_out_gptoss     yes --arch sm_90a $GPTOSS --layout in_out $WG128 --tma
+dx_tma                    yes --arch sm_90a --op backward_dx $QWEN $WG128 --tma
 LIST
 )
 

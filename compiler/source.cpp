@@ -115,13 +115,18 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   if (c.wgmma && v.a_dtype != spec.act)
     throw InvalidArgument("tile config", c.name(),
                           "a non-wgmma config: the sm90 kernel needs lora dtype == act dtype");
+  if (c.tma && (spec.weights == WeightFormat::nf4 || spec.weights == WeightFormat::int8_rowwise))
+    throw InvalidArgument("tile config", c.name(),
+                          "a non-TMA config: quantized weights are decoded by forward_sm90.cuh");
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
   using fmt::arg;
   out.source = fmt::format(
       kGemmStub, arg("description", describe(spec, c)),
-      arg("header", c.wgmma ? "moejit/forward_sm90.cuh" : "moejit/forward.cuh"),
+      arg("header", c.tma     ? "moejit/forward_sm90_tma.cuh"
+                    : c.wgmma ? "moejit/forward_sm90.cuh"
+                              : "moejit/forward.cuh"),
       arg("act", device_type(spec.act)), arg("lora", device_type(v.a_dtype)),
       arg("lora_b", device_type(v.b_dtype)),
       arg("index", spec.index == IndexType::int64 ? "long long" : "int"),
@@ -135,8 +140,9 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
       arg("block_m", c.block_m), arg("block_n", c.block_n), arg("block_k", c.block_k),
       arg("warps_m", c.warps_m), arg("warps_n", c.warps_n), arg("stages", c.stages),
       arg("smem_bytes", out.dynamic_smem));
-  out.name_expression = c.wgmma ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
-                                : "moejit::moe_lora_forward<moejit_cfg::Config>";
+  out.name_expression = c.tma     ? "moejit::moe_lora_forward_sm90_tma<moejit_cfg::Config>"
+                        : c.wgmma ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
+                                  : "moejit::moe_lora_forward<moejit_cfg::Config>";
   return out;
 }
 
@@ -188,6 +194,11 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
       // The nf4 code tables (16 + 256 fp32) follow.
       const int epilogue = (c.block_n + c.block_m) * padded_row_bytes(rp * 2) + c.block_m * 16 +
                            (spec.weights == WeightFormat::nf4 ? (16 + 256) * 4 : 0);
+      if (c.tma)  // stages, two buffers of B_e and destination rows, x*A^T, barriers, tile starts
+        return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 +
+               2 * (c.block_n * padded_row_bytes(rp * 2) + c.block_m * 8) +
+               c.block_m * padded_row_bytes(rp * 2) + (2 * c.stages + 4) * 8 +
+               (spec.experts + 1) * 8;
       if (c.wgmma)  // 128-byte rows everywhere, plus slack to align the tiles to 1024 bytes
         return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 + epilogue;
       const int a = static_cast<int>(size_of(v.a_dtype));
@@ -203,7 +214,8 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
   }
 }
 
-LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& c, std::int64_t rows) {
+LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& c, std::int64_t rows,
+                       int sm_count) {
   LaunchDims d;
   switch (family_of(spec.op)) {
     case KernelFamily::gemm: {
@@ -213,6 +225,7 @@ LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& c, std::int
           (rows + c.block_m - 1) / c.block_m + std::min<std::int64_t>(spec.experts, rows);
       row_tiles = (row_tiles + 7) / 8 * 8;
       d.grid_x = n_tiles * row_tiles;
+      if (c.tma && sm_count > 0) d.grid_x = std::min<std::int64_t>(d.grid_x, sm_count);
       d.threads = c.threads();
       d.dynamic_smem = dynamic_smem_bytes(spec, c);
       return d;

@@ -10,7 +10,7 @@
 namespace moejit {
 
 // Bump when the stub or the meaning of a config field changes; part of every cache key.
-inline constexpr int kGeneratorVersion = 4;
+inline constexpr int kGeneratorVersion = 5;
 
 struct KernelSource {
   std::string source;
@@ -33,8 +33,10 @@ struct LaunchDims {
 };
 
 // Grid for `rows` = T*k grouped rows. GEMM ops: every N tile times an upper bound on the row
-// tiles (each expert adds at most one partial tile; surplus CTAs exit at once). lora_grad: column
-// tiles x experts. Helper ops: a grid-stride loop.
-LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& config, std::int64_t rows);
+// tiles (each expert adds at most one partial tile; surplus CTAs exit at once), capped at
+// `sm_count` CTAs for the persistent TMA kernel when it is known (> 0). lora_grad: column tiles x
+// experts. Helper ops: a grid-stride loop.
+LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& config, std::int64_t rows,
+                       int sm_count = 0);
 
 }  // namespace moejit

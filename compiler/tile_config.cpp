@@ -9,7 +9,9 @@ namespace moejit {
 
 std::string TileConfig::name() const {
   return fmt::format("m{}n{}k{}_w{}x{}_s{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
-                     wgmma ? "_wg" : "");
+                     tma     ? "_tma"
+                     : wgmma ? "_wg"
+                             : "");
 }
 
 void TileConfig::validate() const {
@@ -20,9 +22,14 @@ void TileConfig::validate() const {
     if (block_n != 64 && block_n != 128 && block_n != 256) fail("wgmma: block_n of 64, 128 or 256");
     if (block_k != 64) fail("wgmma: block_k of 64");
     if (warps_m != block_m / 16 || warps_n != 1) fail("wgmma: warps_m = block_m / 16, warps_n = 1");
-    if (stages < 3 || stages > 6) fail("wgmma: 3 to 6 stages");
+    if (tma) {
+      if (stages < 2 || stages > 8) fail("tma: 2 to 8 stages");
+    } else if (stages < 3 || stages > 6) {
+      fail("wgmma: 3 to 6 stages");
+    }
     return;
   }
+  if (tma) fail("tma needs wgmma");
   if (warps_m < 1 || warps_n < 1 || warps_m * warps_n > 8) fail("1 to 8 warps");
   if (block_m % (16 * warps_m) != 0) fail("block_m a multiple of 16 * warps_m");
   if (block_n % (16 * warps_n) != 0) fail("block_n a multiple of 16 * warps_n");
@@ -33,7 +40,7 @@ void TileConfig::validate() const {
 void to_json(nlohmann::json& j, const TileConfig& c) {
   j = nlohmann::json{{"block_m", c.block_m}, {"block_n", c.block_n}, {"block_k", c.block_k},
                      {"warps_m", c.warps_m}, {"warps_n", c.warps_n}, {"stages", c.stages},
-                     {"wgmma", c.wgmma}};
+                     {"wgmma", c.wgmma},     {"tma", c.tma}};
 }
 
 void from_json(const nlohmann::json& j, TileConfig& c) {
@@ -44,6 +51,7 @@ void from_json(const nlohmann::json& j, TileConfig& c) {
   j.at("warps_n").get_to(c.warps_n);
   j.at("stages").get_to(c.stages);
   c.wgmma = j.value("wgmma", false);
+  c.tma = j.value("tma", false);
 }
 
 }  // namespace moejit

@@ -15,10 +15,13 @@ struct TileConfig {
   // sm_90a kernel: one or two warpgroups of 64 rows on wgmma (warps_m = block_m / 16,
   // warps_n = 1, block_k = 64); otherwise the mma.sync kernel that runs on sm_80 and newer.
   bool wgmma = false;
+  // With wgmma: the warp-specialized persistent kernel (forward_sm90_tma.cuh), whose extra loading
+  // warpgroup brings the weight and LoRA tiles by TMA; all stages hold data in flight (2 to 8).
+  bool tma = false;
 
-  int threads() const { return 32 * warps_m * warps_n; }
-  // "m128n128k32_w2x2_s3" ("..._wg" for wgmma): stable, human-readable, used in listings and cache
-  // values.
+  int threads() const { return (tma ? 128 : 0) + 32 * warps_m * warps_n; }
+  // "m128n128k32_w2x2_s3" ("..._wg" for wgmma, "..._tma" for TMA): stable, human-readable, used in
+  // listings and cache values.
   std::string name() const;
   // Throws InvalidArgument when the config cannot be instantiated (e.g. warp tile not a multiple
   // of the mma shape).

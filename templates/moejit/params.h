@@ -24,6 +24,17 @@ struct ForwardParams {
   float offset;         // nf4 double quant
 };
 
+// The TMA kernel's tensor maps (CUtensorMap: 128 opaque bytes, 64-byte aligned), encoded by the
+// host for each launch because they hold the global addresses: the base weight and LoRA A-role
+// factor of a ForwardParams block.
+struct alignas(64) TensorMapStorage {
+  unsigned long long opaque[16];
+};
+struct ForwardTensorMaps {
+  TensorMapStorage w;
+  TensorMapStorage a;
+};
+
 // dA / dB: out_e[j, d] = s * sum over rows i of expert e of u[i, j] * v[row(i), d].
 struct LoraGradParams {
   const float* u;              // [T*k, r] fp32 in grouped-row order (dy*B or x*A^T)

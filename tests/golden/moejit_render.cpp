@@ -60,6 +60,7 @@ void add_config_flags(CLI::App& app, Flags& f) {
   app.add_option("--warps-n", f.config.warps_n)->capture_default_str();
   app.add_option("--stages", f.config.stages)->capture_default_str();
   app.add_flag("--wgmma", f.config.wgmma, "the sm_90a wgmma kernel instead of mma.sync");
+  app.add_flag("--tma", f.config.tma, "with --wgmma: the warp-specialized TMA persistent kernel");
 }
 
 void add_output_flags(CLI::App& app, Flags& f) {

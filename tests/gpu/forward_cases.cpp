@@ -24,6 +24,17 @@ bool fits(const ForwardCase& c, int smem_budget) {
 }
 
 TileConfig random_config(KernelFamily family, Rng& rng) {
+  if (family == KernelFamily::tma) {
+    const int block_m = pick({64, 128}, rng);
+    return TileConfig{.block_m = block_m,
+                      .block_n = pick({64, 128, 256}, rng),
+                      .block_k = 64,
+                      .warps_m = block_m / 16,
+                      .warps_n = 1,
+                      .stages = pick({2, 3, 4, 5, 6}, rng),
+                      .wgmma = true,
+                      .tma = true};
+  }
   if (family == KernelFamily::wgmma) {
     const int block_m = pick({64, 128}, rng);
     return TileConfig{.block_m = block_m,
@@ -67,12 +78,13 @@ ForwardCase random_case(KernelFamily family, Rng& rng) {
     c.spec.layout = WeightLayout::out_in;
     c.spec.lora = c.spec.act;
   }
+  if (family == KernelFamily::tma) c.spec.lora = c.spec.act;
   c.tokens = pick<std::int64_t>({1, 7, 100, 333}, rng);
   c.routing = pick(
       {RoutingKind::uniform, RoutingKind::skewed, RoutingKind::sparse, RoutingKind::one_expert},
       rng);
   if (c.routing == RoutingKind::one_expert) c.spec.top_k = 1;  // k distinct experts otherwise
-  const int budget = family == KernelFamily::wgmma ? kWgmmaSmemBudget : kSweepSmemBudget;
+  const int budget = family == KernelFamily::mma_sync ? kSweepSmemBudget : kWgmmaSmemBudget;
   do c.config = random_config(family, rng);
   while (!fits(c, budget));
   c.seed = rng();

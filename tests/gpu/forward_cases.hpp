@@ -18,6 +18,7 @@ inline constexpr int kWgmmaSmemBudget = 227 * 1024;
 enum class KernelFamily {
   mma_sync,  // forward.cuh, every arch from sm_80
   wgmma,     // forward_sm90.cuh: sm_90a, out_in weights, lora dtype == act dtype
+  tma,       // forward_sm90_tma.cuh: sm_90a, both layouts, lora dtype == act dtype
 };
 
 // An mma.sync kernel config, by field name so that new TileConfig fields keep their defaults.

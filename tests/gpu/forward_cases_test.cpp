@@ -16,6 +16,7 @@ namespace {
 constexpr std::uint64_t kSweepSeed = 0x5EED0001;  // the seed forward_test.cpp uses
 constexpr int kSampledCases = 150;
 constexpr int kWgmmaCases = 60;
+constexpr int kTmaCases = 60;
 
 // Every value each axis takes over `cases`, as text.
 std::map<std::string, std::set<std::string>> axes(const std::vector<ForwardCase>& cases) {
@@ -62,6 +63,25 @@ TEST(SweepCases, WgmmaSampleCoversItsAxes) {
   for (const ForwardCase& c : cases) {
     EXPECT_TRUE(c.config.wgmma) << c.describe();
     EXPECT_EQ(c.spec.layout, WeightLayout::out_in) << c.describe();
+    EXPECT_EQ(c.spec.lora, c.spec.act) << c.describe();
+    EXPECT_NO_THROW(render_kernel_source(c.spec, c.config)) << c.describe();
+    EXPECT_LE(dynamic_smem_bytes(c.spec, c.config), kWgmmaSmemBudget) << c.describe();
+  }
+}
+
+TEST(SweepCases, TmaSampleCoversItsAxes) {
+  const std::vector<ForwardCase> cases =
+      sampled_cases(kSweepSeed + 1, kTmaCases, KernelFamily::tma);
+  const auto seen = axes(cases);
+  const std::map<std::string, std::size_t> expected_counts{
+      {"E", 4},        {"k", 3},    {"K", 5},       {"N", 5},       {"r", 6},
+      {"T", 4},        {"act", 2},  {"index", 2},   {"layout", 2},  {"b", 3},
+      {"grouping", 4}, {"bias", 2}, {"routing", 4}, {"block_m", 2}, {"block_n", 3}};
+  for (const auto& [axis, count] : expected_counts)
+    EXPECT_EQ(seen.at(axis).size(), count) << "axis " << axis << " seed " << kSweepSeed + 1;
+  EXPECT_GE(seen.at("stages").size(), 4u);
+  for (const ForwardCase& c : cases) {
+    EXPECT_TRUE(c.config.wgmma && c.config.tma) << c.describe();
     EXPECT_EQ(c.spec.lora, c.spec.act) << c.describe();
     EXPECT_NO_THROW(render_kernel_source(c.spec, c.config)) << c.describe();
     EXPECT_LE(dynamic_smem_bytes(c.spec, c.config), kWgmmaSmemBudget) << c.describe();

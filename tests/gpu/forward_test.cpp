@@ -16,6 +16,7 @@ namespace {
 constexpr std::uint64_t kSweepSeed = 0x5EED0001;
 constexpr int kSampledCases = 150;
 constexpr int kWgmmaCases = 60;
+constexpr int kTmaCases = 60;
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -67,6 +68,14 @@ TEST(ForwardSweep, WgmmaSampleMatchesReference) {
   if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
     GTEST_SKIP() << "the wgmma kernel needs sm_90a; this device is " << arch;
   run_sweep(sampled_cases(kSweepSeed, kWgmmaCases, KernelFamily::wgmma));
+}
+
+// The warp-specialized TMA kernel, both weight layouts (lora dtype == act dtype).
+TEST(ForwardSweep, TmaSampleMatchesReference) {
+  MOEJIT_SKIP_WITHOUT_GPU();
+  if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
+    GTEST_SKIP() << "the TMA kernel needs sm_90a; this device is " << arch;
+  run_sweep(sampled_cases(kSweepSeed + 1, kTmaCases, KernelFamily::tma));
 }
 
 TEST(ForwardSweep, EdgeCasesMatchReference) {

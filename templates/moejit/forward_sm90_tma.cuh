@@ -1,0 +1,416 @@
+#pragma once
+// Hopper (sm_90a) MoE-LoRA GEMM, warp-specialized and persistent; the contract of forward.cuh.
+// A CTA is one loading warpgroup and one or two accumulating warpgroups of 64 rows each. It walks
+// the output tiles blockIdx.x, blockIdx.x + gridDim.x, ... of the grouped raster over all
+// experts' ragged row ranges (empty experts own no tile), so the loads of one tile overlap the
+// epilogue of the previous one.
+//  - The loader brings the weight tile and the LoRA A tile by TMA (3-D tensor maps with the
+//    128-byte swizzle; parts past K, N or r arrive as zeros) and the gathered x rows by cp.async,
+//    one 128-byte row slice per thread; both complete on the stage's `full` mbarrier. Per tile it
+//    also stages the destination rows and B_e's columns for the epilogue, double-buffered.
+//  - The accumulators run wgmma on each stage (x * A^T as extra m64n16 products on the same x
+//    tile), keep one batch in flight and hand the stage back on its `empty` mbarrier once the
+//    batch that read it has completed; then the epilogue of forward_sm90.cuh.
+#include "moejit/async.cuh"
+#include "moejit/forward_sm90.cuh"
+
+namespace moejit {
+
+// The epilogue of the TMA kernel, run by each accumulating warp (`warp` counts those warps) on
+// its 16 rows of the tile: x * A^T out when asked, then acc += round(s * x * A^T) * B^T on
+// mma.sync (a warp's slice of a wgmma accumulator has the m16n8 fragment layout), the bias,
+// rounding and the scatter of the rows. `bs` holds B_e's columns, `xas` is scratch for x * A^T.
+// The same steps as the end of ForwardSm90Kernel::run, which keeps its own copy until the GPU
+// runs that verify this kernel (bench/NOTES.md, v5).
+template <class Cfg, int BM, int BN, int RP>
+__device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const OutputTile& t,
+                                              float (&acc)[BN / 2], float (&xa)[RP / 16][8],
+                                              int warp, const char* bs, char* xas,
+                                              const long long* dst_rows, bool base) {
+  using Act = typename Cfg::Act;
+  using BTile = SwizzledTile<BN, RP * 2 / 16>;
+  using XaTile = SwizzledTile<BM, RP * 2 / 16>;
+  constexpr int N = Cfg::kN, R = Cfg::kRank;
+  constexpr bool kBf16 = DTypeTraits<Act>::kIsBf16;
+  const int lane = threadIdx.x & 31;
+  const int g = lane >> 2, tq = lane & 3;
+  const int row0 = warp * 16 + g;
+
+  // x * A^T for the LoRA gradients, written once per row tile (by the CTAs of column tile 0).
+  if (p.xa_out != nullptr && t.n0 == 0) {
+#pragma unroll
+    for (int q = 0; q < RP / 16; ++q)
+#pragma unroll
+      for (int v = 0; v < 8; ++v) {
+        const int row = row0 + ((v >> 1) & 1) * 8, col = q * 16 + (v >> 2) * 8 + 2 * tq + (v & 1);
+        if (row < t.rows && col < R) p.xa_out[(t.row_begin + row) * R + col] = xa[q][v];
+      }
+  }
+
+  if (!base) return;
+
+    // Epilogue 1: s * (x * A^T), rounded to the act dtype, to shared memory.
+#pragma unroll
+  for (int q = 0; q < RP / 16; ++q) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int col = q * 16 + half * 8 + 2 * tq;
+      *reinterpret_cast<unsigned*>(xas + XaTile::byte_offset(row0, col, 2)) =
+          pack2<Act>(p.scale * xa[q][half * 4 + 0], p.scale * xa[q][half * 4 + 1]);
+      *reinterpret_cast<unsigned*>(xas + XaTile::byte_offset(row0 + 8, col, 2)) =
+          pack2<Act>(p.scale * xa[q][half * 4 + 2], p.scale * xa[q][half * 4 + 3]);
+    }
+  }
+  __syncwarp();  // each warp reads back only its own 16 rows
+
+  // Epilogue 2: acc += (s * x * A^T) * B^T on mma.sync, warp by warp.
+#pragma unroll
+  for (int kr = 0; kr < RP / 16; ++kr) {
+    unsigned af[4];
+    const int arow = warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+    ldmatrix_x4(af, xas + XaTile::chunk_offset(arow, kr * 2 + (lane >> 4)) * 16);
+#pragma unroll
+    for (int nj = 0; nj < BN / 16; ++nj) {
+      unsigned bf[4];
+      const int brow = nj * 16 + (lane >> 4) * 8 + (lane & 7);
+      ldmatrix_x4(bf, bs + BTile::chunk_offset(brow, kr * 2 + ((lane >> 3) & 1)) * 16);
+      const unsigned b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+      mma_16816<kBf16>(*reinterpret_cast<float(*)[4]>(&acc[(2 * nj) * 4]), af, b0);
+      mma_16816<kBf16>(*reinterpret_cast<float(*)[4]>(&acc[(2 * nj + 1) * 4]), af, b1);
+    }
+  }
+
+  // Epilogue 3: bias, round, scatter.
+  const Act* bias = static_cast<const Act*>(p.bias);
+  Act* y = static_cast<Act*>(p.y);
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    const int col = t.n0 + j * 8 + 2 * tq;
+    if (col >= N) continue;
+    float b0 = 0.f, b1 = 0.f;
+    if constexpr (Cfg::kHasBias) {
+      b0 = to_float(bias[static_cast<long long>(t.expert) * N + col]);
+      b1 = to_float(bias[static_cast<long long>(t.expert) * N + col + 1]);
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int row = row0 + half * 8;
+      if (row < t.rows) {
+        *reinterpret_cast<unsigned*>(y + dst_rows[row] * N + col) =
+            pack2<Act>(acc[j * 4 + 2 * half] + b0, acc[j * 4 + 2 * half + 1] + b1);
+      }
+    }
+  }
+}
+
+template <class Cfg>
+struct ForwardTmaKernel {
+  using Act = typename Cfg::Act;
+  using Index = typename Cfg::Index;
+  using LoraB = typename Cfg::LoraB;
+  static constexpr int E = Cfg::kExperts, K = Cfg::kK, N = Cfg::kN, R = Cfg::kRank;
+  static constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = 64, STAGES = Cfg::kStages;
+  static constexpr bool kBf16 = DTypeTraits<Act>::kIsBf16;
+  static constexpr bool kInOut = Cfg::kWeightInOut;  // weight tile N-contiguous: B transposed
+  static constexpr int kConsumers = BM / 64;
+  static constexpr int kConsumerThreads = 128 * kConsumers;
+  static constexpr int kThreads = 128 + kConsumerThreads;
+  static constexpr int RP = (R + 15) / 16 * 16;
+  static constexpr int KB = (K + BK - 1) / BK;
+  static constexpr int N_TILES = (N + BN - 1) / BN;
+  static constexpr int kRasterGroup = 8;  // row tiles that walk the column tiles together
+  // Registers per thread after reallocation: 128 * 40 + 256 * 232 fits the 64K register file.
+  static constexpr int kLoaderRegisters = 40, kConsumerRegisters = 232;
+
+  static_assert(Cfg::kBlockK == 64, "the sm90 kernels read 128-byte (64-element) k slices");
+  static_assert(IsSame<typename Cfg::Lora, Act>::value, "the sm90 kernels need lora dtype == act");
+  static_assert(Cfg::kWeightFormat != kWeightNf4 && Cfg::kWeightFormat != kWeightInt8,
+                "the TMA kernel reads 16-bit weights; quantized ones take forward_sm90.cuh");
+  static_assert(BM == 64 || BM == 128, "block_m is one or two warpgroups of 64 rows");
+  static_assert(BN == 64 || BN == 128 || BN == 256, "block_n must be 64, 128 or 256");
+  static_assert(STAGES >= 2, "at least two stages");
+  static_assert(RP <= 256, "a TMA box holds at most 256 rows");
+  static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
+
+  using XTile = SwizzledTile<BM, 8>;
+  using BTile = SwizzledTile<BN, RP * 2 / 16>;
+  using XaTile = SwizzledTile<BM, RP * 2 / 16>;
+  static constexpr int kXBytes = BM * 128, kWBytes = BN * 128, kABytes = RP * 128;
+  static constexpr int kStageBytes = kXBytes + kWBytes + kABytes;  // a multiple of 1024
+  // Per-tile epilogue inputs, double-buffered: B_e's columns, then the destination rows.
+  static constexpr int kInputsBytes = BTile::kBytes + BM * 8;
+  static constexpr int kInputsOffset = STAGES * kStageBytes;
+  static constexpr int kXaOffset = kInputsOffset + 2 * kInputsBytes;
+  static constexpr int kBarriersOffset = kXaOffset + XaTile::kBytes;
+  // full[STAGES], empty[STAGES], inputs_full[2], inputs_empty[2]
+  static constexpr int kTileStartOffset = kBarriersOffset + (2 * STAGES + 4) * 8;
+  static constexpr int kSmemBytes = 1024 + kTileStartOffset + (E + 1) * 8;  // 1024: alignment
+  static_assert(kSmemBytes == Cfg::kSmemBytes,
+                "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
+
+  struct Barriers {
+    unsigned base;
+    __device__ unsigned full(int s) const { return base + 8 * s; }
+    __device__ unsigned empty(int s) const { return base + 8 * (STAGES + s); }
+    __device__ unsigned inputs_full(int b) const { return base + 8 * (2 * STAGES + b); }
+    __device__ unsigned inputs_empty(int b) const { return base + 8 * (2 * STAGES + 2 + b); }
+  };
+
+  // A position in a ring of barriers: the slot and the parity of its current phase.
+  template <int kSlots>
+  struct RingPosition {
+    int slot = 0;
+    unsigned phase = 0;
+    __device__ void advance() {
+      if (++slot == kSlots) {
+        slot = 0;
+        phase ^= 1;
+      }
+    }
+  };
+
+  // The tiles of the whole grid, visited in the same order by every role of a CTA.
+  struct Schedule {
+    const long long* tile_start;  // [E + 1] first row tile of each expert, then the total
+    long long linear_end;
+  };
+
+  // tile_start[e] = row tiles of experts before e (warp 0).
+  __device__ static void count_row_tiles(const ForwardParams& p, long long* tile_start) {
+    const int lane = threadIdx.x & 31;
+    long long before = 0;
+    for (int base = 0; base < E; base += 32) {
+      const int e = base + lane;
+      long long count = 0;
+      if (e < E) {
+        const long long end = load_index<Index>(p.expert_offsets, e);
+        const long long begin = e == 0 ? 0 : load_index<Index>(p.expert_offsets, e - 1);
+        count = end > begin ? (end - begin + BM - 1) / BM : 0;
+      }
+      long long inclusive = count;
+#pragma unroll
+      for (int delta = 1; delta < 32; delta <<= 1) {
+        const long long up = __shfl_up_sync(0xffffffffu, inclusive, delta);
+        if (lane >= delta) inclusive += up;
+      }
+      if (e < E) tile_start[e] = before + inclusive - count;
+      before += __shfl_sync(0xffffffffu, inclusive, 31);
+    }
+    if (lane == 0) tile_start[E] = before;
+  }
+
+  // The output tile of linear index `linear`; false when it has none (past the last row tile,
+  // or not column tile 0 when only x * A^T is wanted).
+  __device__ static bool tile_at(const ForwardParams& p, const Schedule& s, long long linear,
+                                 bool base, OutputTile& t) {
+    long long row_tile = 0;
+    int col_tile = 0;
+    grouped_raster<N_TILES, kRasterGroup>(linear, row_tile, col_tile);
+    if (row_tile >= s.tile_start[E] || (!base && col_tile != 0)) return false;
+    int lo = 0, hi = E - 1;  // the last expert whose first tile is at or before row_tile
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) >> 1;
+      if (s.tile_start[mid] <= row_tile)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    const long long begin = lo == 0 ? 0 : load_index<Index>(p.expert_offsets, lo - 1);
+    long long end = load_index<Index>(p.expert_offsets, lo);
+    if (end > p.rows) end = p.rows;  // never index past the routing arrays
+    t.expert = lo;
+    t.n0 = col_tile * BN;
+    t.row_begin = begin + (row_tile - s.tile_start[lo]) * BM;
+    const long long row_end = t.row_begin + BM < end ? t.row_begin + BM : end;
+    t.rows = static_cast<int>(row_end - t.row_begin);
+    return row_end > t.row_begin;
+  }
+
+  // The loader's per-tile work besides the stages: the destination row of its x row and B_e's
+  // columns (act dtype, zero-padded to RP ranks) into `inputs`; returns its x row's source.
+  __device__ static long long stage_inputs(const ForwardParams& p, const OutputTile& t,
+                                           char* inputs, int my_row, bool first_of_row, bool base) {
+    long long src = -1, dst = -1;
+    if (my_row < t.rows) {
+      const long long row = t.row_begin + my_row;
+      const long long slot = load_index<Index>(p.scattered_idxs, row);
+      src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
+      dst = Cfg::kGroupedOut ? row : slot;
+    }
+    if (first_of_row) reinterpret_cast<long long*>(inputs + BTile::kBytes)[my_row] = dst;
+    if (!base) return src;
+    const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
+    constexpr int kPerThread = BN * RP / 128, kBatch = 8;  // loads in flight per thread
+    static_assert(kPerThread % kBatch == 0, "B tile elements per loader thread");
+    for (int i0 = 0; i0 < kPerThread; i0 += kBatch) {
+      float v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int idx = (i0 + u) * 128 + threadIdx.x, n = idx / RP, j = idx % RP, o = t.n0 + n;
+        v[u] = j < R && o < N
+                   ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)])
+                   : 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int idx = (i0 + u) * 128 + threadIdx.x, n = idx / RP, j = idx % RP;
+        *reinterpret_cast<Act*>(inputs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v[u]);
+      }
+    }
+    return src;
+  }
+
+  __device__ static void load(const ForwardParams& p, const ForwardTensorMaps& maps, char* smem,
+                              const Barriers& bars, const Schedule& s, bool base) {
+    constexpr int kChunks = BM / 16;  // 16-byte x chunks per loader thread and stage
+    const int my_row = threadIdx.x * kChunks / 8, my_chunk = threadIdx.x * kChunks % 8;
+    const bool leader = threadIdx.x == 0;
+    if (leader) {
+      prefetch_tensor_map(&maps.w);
+      prefetch_tensor_map(&maps.a);
+    }
+    const char* x = static_cast<const char*>(p.x);
+    const unsigned tx_bytes = (base ? kWBytes : 0) + kABytes;
+    RingPosition<STAGES> stage;
+    RingPosition<2> inputs;
+    for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
+      OutputTile t;
+      if (!tile_at(p, s, linear, base, t)) continue;
+      mbarrier_wait(bars.inputs_empty(inputs.slot), inputs.phase ^ 1);
+      const long long src = stage_inputs(p, t, smem + kInputsOffset + inputs.slot * kInputsBytes,
+                                         my_row, my_chunk == 0, base);
+      mbarrier_arrive(bars.inputs_full(inputs.slot));
+      inputs.advance();
+      for (int kb = 0; kb < KB; ++kb) {
+        mbarrier_wait(bars.empty(stage.slot), stage.phase ^ 1);
+        char* st = smem + stage.slot * kStageBytes;
+        const unsigned full = bars.full(stage.slot);
+        if (leader) {
+          mbarrier_arrive_expect_tx(full, tx_bytes);
+          const unsigned ws = smem_addr(st + kXBytes);
+          if (base) {
+            if constexpr (kInOut) {  // blocks of 64 n, each 64 rows of k
+#pragma unroll
+              for (int b = 0; b < BN / 64; ++b)
+                tma_load_3d(ws + b * 64 * 128, &maps.w, full, t.n0 + b * 64, kb * BK, t.expert);
+            } else {
+              tma_load_3d(ws, &maps.w, full, kb * BK, t.n0, t.expert);
+            }
+          }
+          tma_load_3d(ws + kWBytes, &maps.a, full, kb * BK, 0, t.expert);
+        }
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) {
+          const int ch = my_chunk + c, k = kb * BK + ch * 8;
+          const bool valid = src >= 0 && k < K;
+          cp_async_16(st + XTile::chunk_offset(my_row, ch) * 16, valid ? x + (src * K + k) * 2 : x,
+                      valid);
+        }
+        cp_async_mbarrier_arrive(full);
+        stage.advance();
+      }
+    }
+  }
+
+  __device__ static void compute(const ForwardParams& p, char* smem, const Barriers& bars,
+                                 const Schedule& s, bool base) {
+    const int warp = (threadIdx.x - 128) >> 5;  // among the accumulating warps
+    const int wg = warp >> 2;
+    RingPosition<STAGES> stage;
+    RingPosition<2> inputs;
+    for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
+      OutputTile t;
+      if (!tile_at(p, s, linear, base, t)) continue;
+      float acc[BN / 2];
+      float xa[RP / 16][8];
+#pragma unroll
+      for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
+#pragma unroll
+      for (int q = 0; q < RP / 16; ++q)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) xa[q][i] = 0.f;
+      int in_flight = -1;  // the stage the wgmma batch still running reads
+      for (int kb = 0; kb < KB; ++kb) {
+        mbarrier_wait(bars.full(stage.slot), stage.phase);
+        fence_proxy_async();  // the x rows came through cp.async (generic proxy)
+        const char* st = smem + stage.slot * kStageBytes;
+        const char* xs = st + wg * 64 * 128;
+        const char* ws = st + kXBytes;
+        const char* as = ws + kWBytes;
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk) {
+          const unsigned long long da = wgmma_desc_k128(xs + kk * 32);
+          if (base) {
+            if constexpr (kInOut) {
+              Wgmma<BN>::template mma<kBf16, true>(acc, da,
+                                                   wgmma_desc_mn128(ws + kk * 2048, 64 * 128));
+            } else {
+              Wgmma<BN>::template mma<kBf16>(acc, da, wgmma_desc_k128(ws + kk * 32));
+            }
+          }
+#pragma unroll
+          for (int q = 0; q < RP / 16; ++q)
+            Wgmma<16>::template mma<kBf16>(xa[q], da, wgmma_desc_k128(as + q * 16 * 128 + kk * 32));
+        }
+        wgmma_commit();
+        wgmma_wait<1>();
+        if (in_flight >= 0) mbarrier_arrive(bars.empty(in_flight));
+        in_flight = stage.slot;
+        stage.advance();
+      }
+      wgmma_wait<0>();
+      wgmma_fence_operands(acc);
+#pragma unroll
+      for (int q = 0; q < RP / 16; ++q) wgmma_fence_operands(xa[q]);
+      if (in_flight >= 0) mbarrier_arrive(bars.empty(in_flight));
+
+      mbarrier_wait(bars.inputs_full(inputs.slot), inputs.phase);
+      const char* in = smem + kInputsOffset + inputs.slot * kInputsBytes;
+      sm90_epilogue<Cfg, BM, BN, RP>(p, t, acc, xa, warp, in, smem + kXaOffset,
+                                     reinterpret_cast<const long long*>(in + BTile::kBytes), base);
+      mbarrier_arrive(bars.inputs_empty(inputs.slot));
+      inputs.advance();
+    }
+  }
+
+  __device__ static void run(const ForwardParams& p, const ForwardTensorMaps& maps) {
+    extern __shared__ __align__(1024) char smem_raw[];
+    // The 128-byte swizzle (TMA and wgmma) is anchored to 1024-byte boundaries.
+    char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+    const Barriers bars{smem_addr(smem + kBarriersOffset)};
+    long long* tile_start = reinterpret_cast<long long*>(smem + kTileStartOffset);
+    if (threadIdx.x == 0) {
+      for (int s = 0; s < STAGES; ++s) {
+        mbarrier_init(bars.full(s), 128 + 1);  // each loader's cp.async arrival + the TMA one
+        mbarrier_init(bars.empty(s), kConsumerThreads);
+      }
+      for (int b = 0; b < 2; ++b) {
+        mbarrier_init(bars.inputs_full(b), 128);
+        mbarrier_init(bars.inputs_empty(b), kConsumerThreads);
+      }
+      fence_mbarrier_init();
+    }
+    if (threadIdx.x < 32) count_row_tiles(p, tile_start);
+    __syncthreads();
+    const Schedule s{tile_start,
+                     (tile_start[E] + kRasterGroup - 1) / kRasterGroup * kRasterGroup * N_TILES};
+    const bool base = p.y != nullptr;  // y == null: only x * A^T is wanted
+    if (threadIdx.x < 128) {
+      release_registers<kLoaderRegisters>();
+      load(p, maps, smem, bars, s, base);
+    } else {
+      claim_registers<kConsumerRegisters>();
+      compute(p, smem, bars, s, base);
+    }
+  }
+};
+
+template <class Cfg>
+__global__ void __launch_bounds__(ForwardTmaKernel<Cfg>::kThreads, 1)
+    moe_lora_forward_sm90_tma(const ForwardParams params,
+                              const __grid_constant__ ForwardTensorMaps maps) {
+  ForwardTmaKernel<Cfg>::run(params, maps);
+}
+
+}  // namespace moejit
