@@ -20,6 +20,7 @@ from flops import forward_backward_flops, forward_flops, roofline_ms
 KEY = ("shape", "proj", "tokens", "rank", "weights")
 FIELDS = ("device", "date", "shape", "proj", "tokens", "rank", "weights", "moejit_f_ms",
           "composition_f_ms", "roofline_f_ms", "cold_tune_s", "warm_first_launch_ms",
+          "first_forward_ms",
           "moejit_fb_ms", "composition_fb_ms", "roofline_fb_ms", "peak_extra_gib", "config",
           "composition_peak_extra_gib", "composition_measured_extra_gib", "tuned", "backward_configs",
           "experts", "top_k", "in_features", "out_features", "dense_tflops")
@@ -103,7 +104,7 @@ MAIN_HEADER = ("shape", "proj", "weights", "moejit f ms", "moejit f+b ms", "comp
                "composition f+b ms", "roofline f ms", "roofline f+b ms",
                "moejit % of roofline f / f+b", "vs moejit bf16 f / f+b",
                "speedup vs composition f / f+b", "extra GiB moejit / composition",
-               "cold tune s", "warm first launch ms", "config")
+               "cold tune s", "warm first launch ms: process / runtime", "config")
 
 
 def main_line(rows, r):
@@ -120,7 +121,8 @@ def main_line(rows, r):
              pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
                   ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
              pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
-             fmt(r["cold_tune_s"], ".1f"), fmt(r["warm_first_launch_ms"], ".0f"), config(r))
+             fmt(r["cold_tune_s"], ".1f"),
+             pair(r["warm_first_launch_ms"], r["first_forward_ms"], ".1f"), config(r))
     return "| " + " | ".join(cells) + " |"
 
 
@@ -197,7 +199,9 @@ METHOD = (
     "row's moejit time / the bf16 row's. extra GiB: moejit = backward workspace + saved x*A^T; "
     "composition = peak allocation during f+b beyond its inputs and outputs (measured). cold "
     "tune = Runtime::prepare of the forward and its backward ops with an empty cache; warm first "
-    "launch = a new process's start to its first forward's completion with that cache. A config "
+    "launch = a new process's start to its first forward's completion with that cache "
+    "(process), and the part of it from constructing the Runtime, with the CUDA context and the "
+    "inputs already made as in a PyTorch process (runtime). A config "
     "marked (default) means the row was not autotuned in this run (moejit_bench --tune-weights): "
     "it ran the runtime's default configs (Runtime with tune = false), which tuning can only "
     "match or beat.")
