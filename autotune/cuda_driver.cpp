@@ -124,6 +124,7 @@ DeviceInfo query_device(int ordinal) {
   info.cc_major = attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
   info.cc_minor = attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
   info.sm_count = attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+  info.clock_khz = attribute(CU_DEVICE_ATTRIBUTE_CLOCK_RATE);
   info.smem_optin_bytes = attribute(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
   check(a.cuDriverGetVersion(&info.driver_version), "cuDriverGetVersion");
   check(a.cuDeviceTotalMem(&info.total_memory, dev), "cuDeviceTotalMem");

@@ -16,7 +16,8 @@ struct Api {
   X(cuInit)                                                                                        \
   X(cuDriverGetVersion)                                                                            \
   X(cuDeviceGetCount)                                                                              \
-  X(cuDeviceGet) X(cuDeviceGetName) X(cuDeviceGetAttribute) X(cuDeviceTotalMem) X(cuCtxGetCurrent) \
+  X(cuDeviceGet)                                                                                   \
+  X(cuDeviceGetName) X(cuDeviceGetAttribute) X(cuDeviceTotalMem) X(cuCtxGetCurrent)                \
       X(cuCtxSetCurrent) X(cuCtxGetDevice) X(cuCtxSynchronize) X(cuDevicePrimaryCtxRetain)         \
           X(cuDevicePrimaryCtxRelease) X(cuModuleLoadData) X(cuModuleUnload)                       \
               X(cuModuleGetFunction) X(cuFuncSetAttribute) X(cuFuncGetAttribute) X(cuLaunchKernel) \
@@ -47,6 +48,7 @@ struct DeviceInfo {
   std::string name;
   int cc_major = 0, cc_minor = 0;
   int sm_count = 0;
+  int clock_khz = 0;         // reported (boost) SM clock
   int driver_version = 0;    // e.g. 13000
   int smem_optin_bytes = 0;  // largest dynamic+static shared memory a block may opt in to
   std::size_t total_memory = 0;

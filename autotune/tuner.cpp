@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "autotune/launch.hpp"
+#include "autotune/time_floor.hpp"
 #include "autotune/tuning_problem.hpp"
 #include "compiler/error.hpp"
 #include "compiler/kernel_view.hpp"
@@ -186,15 +187,30 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
 
   start = Clock::now();
   const TuningProblem problem(spec, tokens);
-  cuda::Stream stream;
-  cuda::Event before, after;
-  double best = 1e30;
-  const CompiledCandidate* winner = nullptr;
+  // Timed in the order of their floors, so once the best time is at or below the next floor, no
+  // candidate left can win.
+  const TensorPeak peak =
+      tensor_peak(device.cc_major, device.cc_minor, device.sm_count, device.clock_khz);
+  std::vector<std::pair<double, CompiledCandidate*>> order;
   for (CompiledCandidate& c : result.candidates) {
     if (!c.pruned.empty()) {
       ++result.pruned;
       continue;
     }
+    order.emplace_back(time_floor_ms(spec, c.config, problem.expert_offsets(), peak), &c);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  cuda::Stream stream;
+  cuda::Event before, after;
+  double best = 1e30;
+  const CompiledCandidate* winner = nullptr;
+  for (const auto& [floor_ms, candidate] : order) {
+    if (floor_ms >= best) {
+      result.cannot_win = static_cast<int>(order.size()) - result.timed;
+      break;
+    }
+    CompiledCandidate& c = *candidate;
     const cuda::Module module(c.kernel.cubin);
     const KernelHandle handle{module.function(c.kernel.lowered_name), c.config, c.dynamic_smem,
                               device.sm_count};

@@ -44,6 +44,7 @@ struct TuneResult {
   CompiledCandidate best;
   std::vector<CompiledCandidate> candidates;  // all, with times for the timed ones
   int compiled = 0, pruned = 0, timed = 0;
+  int cannot_win = 0;  // not timed: their time floor (autotune/time_floor.hpp) was above the best
   double compile_seconds = 0, timing_seconds = 0;
 };
 

@@ -109,6 +109,7 @@ TuningProblem::TuningProblem(const ProjectionSpec& spec, std::int64_t tokens, st
   };
   const Routing routing = uniform_routing(spec.experts, spec.top_k, tokens, seed);
   const void* offsets = upload(index_bytes(routing.expert_offsets, spec.index));
+  expert_offsets_ = routing.expert_offsets;
   const void* scattered = upload(index_bytes(routing.sorted_scattered_idxs, spec.index));
 
   if (family_of(spec.op) == KernelFamily::gemm) {

@@ -28,10 +28,13 @@ class TuningProblem {
   // Buffers for the op of `spec` (forward, backward_dx, grad_a or grad_b).
   TuningProblem(const ProjectionSpec& spec, std::int64_t tokens, std::uint64_t seed = 1);
   void launch(const KernelHandle& kernel, CUstream stream) const;
+  // The routing's inclusive cumulative row ends per expert.
+  const std::vector<std::int64_t>& expert_offsets() const { return expert_offsets_; }
 
  private:
   ProjectionSpec spec_;
   std::int64_t rows_ = 0;
+  std::vector<std::int64_t> expert_offsets_;
   std::vector<cuda::DeviceBuffer> buffers_;
   ForwardParams gemm_{};
   LoraGradParams grad_{};
