@@ -25,11 +25,14 @@ TensorMapStorage encode_3d(const char* tensor, const void* address, CUtensorMapD
   const cuuint32_t box[3] = {box_inner, box_rows, 1};
   const cuuint32_t element_strides[3] = {1, 1, 1};
   CUtensorMap map;
-  cuda::check(cuda::api().cuTensorMapEncodeTiled(
-                  &map, type, 3, const_cast<void*>(address), dims, strides, box, element_strides,
-                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
-              "cuTensorMapEncodeTiled");
+  const CUresult result = cuda::api().cuTensorMapEncodeTiled(
+      &map, type, 3, const_cast<void*>(address), dims, strides, box, element_strides,
+      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (result != CUDA_SUCCESS)
+    cuda::check(result, fmt::format("cuTensorMapEncodeTiled({} at {}, dims {}x{}x{}, box {}x{}x1)",
+                                    tensor, address, inner, rows, depth, box_inner, box_rows)
+                            .c_str());
   TensorMapStorage out;
   std::memcpy(&out, &map, sizeof(map));
   return out;

@@ -115,9 +115,6 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   if (c.wgmma && v.a_dtype != spec.act)
     throw InvalidArgument("tile config", c.name(),
                           "a non-wgmma config: the sm90 kernel needs lora dtype == act dtype");
-  if (c.tma && (spec.weights == WeightFormat::nf4 || spec.weights == WeightFormat::int8_rowwise))
-    throw InvalidArgument("tile config", c.name(),
-                          "a non-TMA config: quantized weights are decoded by forward_sm90.cuh");
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
@@ -194,11 +191,12 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
       // The nf4 code tables (16 + 256 fp32) follow.
       const int epilogue = (c.block_n + c.block_m) * padded_row_bytes(rp * 2) + c.block_m * 16 +
                            (spec.weights == WeightFormat::nf4 ? (16 + 256) * 4 : 0);
-      if (c.tma)  // stages, two buffers of B_e and destination rows, x*A^T, barriers, tile starts
+      if (c.tma)  // stages, two buffers of B_e and destination rows, x*A^T, barriers, nf4 tables,
+                  // tile starts
         return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 +
                2 * (c.block_n * padded_row_bytes(rp * 2) + c.block_m * 8) +
                c.block_m * padded_row_bytes(rp * 2) + (2 * c.stages + 4) * 8 +
-               (spec.experts + 1) * 8;
+               (spec.weights == WeightFormat::nf4 ? (16 + 256) * 4 : 0) + (spec.experts + 1) * 8;
       if (c.wgmma)  // 128-byte rows everywhere, plus slack to align the tiles to 1024 bytes
         return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 + epilogue;
       const int a = static_cast<int>(size_of(v.a_dtype));

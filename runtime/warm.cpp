@@ -22,7 +22,7 @@ std::vector<ProjectionSpec> backward_ops(const ProjectionSpec& spec) {
 }
 
 WarmOutcome warm_offline(CacheStore& store, const ProjectionSpec& spec, std::int64_t tokens,
-                         const std::string& arch) {
+                         const std::string& arch, const std::optional<TileConfig>& pinned) {
   spec.validate();
   validate_arch(arch);
   if (tokens < 1) throw InvalidArgument("tokens", std::to_string(tokens), ">= 1");
@@ -40,7 +40,7 @@ WarmOutcome warm_offline(CacheStore& store, const ProjectionSpec& spec, std::int
     out.config = found.entry->config;
     out.tuned = found.entry->tuned;
   } else {
-    const TileConfig config = default_config(spec, arch);
+    const TileConfig config = pinned ? *pinned : default_config(spec, arch);
     const auto compiled = compile_candidates(spec, {config}, arch, 0, out.key.text(), 1);
     CacheEntry entry;
     entry.key = out.key;

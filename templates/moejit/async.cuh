@@ -51,6 +51,11 @@ __device__ __forceinline__ void prefetch_tensor_map(const void* tensor_map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(tensor_map) : "memory");
 }
 
+// Synchronizes the `threads` threads (whole warps) that use barrier `id` (0 is __syncthreads').
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 // Register reallocation across the warpgroups of a CTA: the loading warpgroup gives registers
 // back so the accumulating ones can hold larger tiles.
 template <int kRegisters>

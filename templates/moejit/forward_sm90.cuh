@@ -17,6 +17,29 @@
 
 namespace moejit {
 
+// The tile chunk, flat weight index and row length of quantized chunk c of k-block kb of a
+// BN-column weight tile in the layouts wgmma reads: K-major rows of 128 bytes (out_in), or blocks
+// of 64 n, each 64 rows (one per k) of 128 bytes (in_out, read transposed). Shared by both sm90
+// kernels.
+template <class Cfg, int BN>
+__device__ __forceinline__ bool sm90_quant_chunk(const OutputTile& t, int kb, int c,
+                                                 long long& flat, long long& row_len, int& chunk) {
+  constexpr int K = Cfg::kK, N = Cfg::kN, BK = 64;
+  if constexpr (Cfg::kWeightInOut) {
+    const int row = c / (BN / 8), ch = c % (BN / 8), k = kb * BK + row, n = t.n0 + ch * 8;
+    flat = (static_cast<long long>(t.expert) * K + k) * N + n;
+    row_len = N;
+    chunk = ((ch >> 3) * BK + row) * 8 + ((ch ^ row) & 7);
+    return k < K && n < N;
+  } else {
+    const int row = c >> 3, ch = c & 7, k = kb * BK + ch * 8, n = t.n0 + row;
+    flat = (static_cast<long long>(t.expert) * N + n) * K + k;
+    row_len = K;
+    chunk = SwizzledTile<BN, 8>::chunk_offset(row, ch);
+    return k < K && n < N;
+  }
+}
+
 template <class Cfg>
 struct ForwardSm90Kernel {
   using Act = typename Cfg::Act;
@@ -65,22 +88,9 @@ struct ForwardSm90Kernel {
   using WeightFetch = QuantWeightFetch<Cfg::kWeightFormat, Cfg::kQuantBlocksize, Cfg::kDoubleQuant,
                                        BN * 8, kThreads>;
 
-  // The tile chunk, flat weight index and row length of quantized chunk c of k-block kb.
   __device__ static bool quant_chunk(const OutputTile& t, int kb, int c, long long& flat,
                                      long long& row_len, int& chunk) {
-    if constexpr (kInOut) {
-      const int row = c / (BN / 8), ch = c % (BN / 8), k = kb * BK + row, n = t.n0 + ch * 8;
-      flat = (static_cast<long long>(t.expert) * K + k) * N + n;
-      row_len = N;
-      chunk = w_in_out_chunk(row, ch);
-      return k < K && n < N;
-    } else {
-      const int row = c >> 3, ch = c & 7, k = kb * BK + ch * 8, n = t.n0 + row;
-      flat = (static_cast<long long>(t.expert) * N + n) * K + k;
-      row_len = K;
-      chunk = WTile::chunk_offset(row, ch);
-      return k < K && n < N;
-    }
+    return sm90_quant_chunk<Cfg, BN>(t, kb, c, flat, row_len, chunk);
   }
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");

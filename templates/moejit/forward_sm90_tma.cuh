@@ -49,7 +49,9 @@ __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const Outp
 
   if (!base) return;
 
-    // Epilogue 1: s * (x * A^T), rounded to the act dtype, to shared memory.
+  // Epilogue 1: s * (x * A^T), rounded to the act dtype, to shared memory. The warp's lanes read
+  // these rows of the previous tile with ldmatrix: wait for all of them first.
+  __syncwarp();
 #pragma unroll
   for (int q = 0; q < RP / 16; ++q) {
 #pragma unroll
@@ -119,13 +121,19 @@ struct ForwardTmaKernel {
   static constexpr int KB = (K + BK - 1) / BK;
   static constexpr int N_TILES = (N + BN - 1) / BN;
   static constexpr int kRasterGroup = 8;  // row tiles that walk the column tiles together
-  // Registers per thread after reallocation: 128 * 40 + 256 * 232 fits the 64K register file.
-  static constexpr int kLoaderRegisters = 40, kConsumerRegisters = 232;
+  static constexpr bool kQuant =
+      Cfg::kWeightFormat == kWeightNf4 || Cfg::kWeightFormat == kWeightInt8;
+  // Registers per thread after reallocation, within what the CTA holds at launch (ptxas gives a
+  // 384-thread CTA 168 each, a 256-thread one 232). A loader that decodes quantized weights needs
+  // every register it has, so those kernels keep the launch split.
+  static constexpr bool kReallocate = !kQuant;
+  static constexpr int kLoaderRegisters = 72;
+  static constexpr int kConsumerRegisters = kConsumers == 1 ? 232 : 216;
+  static_assert(kConsumers == 1 || 128 * kLoaderRegisters + 256 * kConsumerRegisters <= 384 * 168,
+                "register reallocation beyond the launch allocation");
 
   static_assert(Cfg::kBlockK == 64, "the sm90 kernels read 128-byte (64-element) k slices");
   static_assert(IsSame<typename Cfg::Lora, Act>::value, "the sm90 kernels need lora dtype == act");
-  static_assert(Cfg::kWeightFormat != kWeightNf4 && Cfg::kWeightFormat != kWeightInt8,
-                "the TMA kernel reads 16-bit weights; quantized ones take forward_sm90.cuh");
   static_assert(BM == 64 || BM == 128, "block_m is one or two warpgroups of 64 rows");
   static_assert(BN == 64 || BN == 128 || BN == 256, "block_n must be 64, 128 or 256");
   static_assert(STAGES >= 2, "at least two stages");
@@ -143,10 +151,17 @@ struct ForwardTmaKernel {
   static constexpr int kXaOffset = kInputsOffset + 2 * kInputsBytes;
   static constexpr int kBarriersOffset = kXaOffset + XaTile::kBytes;
   // full[STAGES], empty[STAGES], inputs_full[2], inputs_empty[2]
-  static constexpr int kTileStartOffset = kBarriersOffset + (2 * STAGES + 4) * 8;
+  static constexpr int kTablesOffset = kBarriersOffset + (2 * STAGES + 4) * 8;
+  static constexpr int kTileStartOffset =
+      kTablesOffset +
+      (Cfg::kWeightFormat == kWeightNf4 ? static_cast<int>(sizeof(QuantTables)) : 0);
   static constexpr int kSmemBytes = 1024 + kTileStartOffset + (E + 1) * 8;  // 1024: alignment
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
+
+  // A loader thread's share of a quantized weight tile (BN * 8 chunks of 16 bytes).
+  using WeightFetch =
+      QuantWeightFetch<Cfg::kWeightFormat, Cfg::kQuantBlocksize, Cfg::kDoubleQuant, BN * 8, 128>;
 
   struct Barriers {
     unsigned base;
@@ -205,8 +220,11 @@ struct ForwardTmaKernel {
                                  bool base, OutputTile& t) {
     long long row_tile = 0;
     int col_tile = 0;
-    grouped_raster<N_TILES, kRasterGroup>(linear, row_tile, col_tile);
-    if (row_tile >= s.tile_start[E] || (!base && col_tile != 0)) return false;
+    if (base)
+      grouped_raster<N_TILES, kRasterGroup>(linear, row_tile, col_tile);
+    else  // only x * A^T: column tile 0 of each row tile
+      row_tile = linear;
+    if (row_tile >= s.tile_start[E]) return false;
     int lo = 0, hi = E - 1;  // the last expert whose first tile is at or before row_tile
     while (lo < hi) {
       const int mid = (lo + hi + 1) >> 1;
@@ -266,13 +284,19 @@ struct ForwardTmaKernel {
     const int my_row = threadIdx.x * kChunks / 8, my_chunk = threadIdx.x * kChunks % 8;
     const bool leader = threadIdx.x == 0;
     if (leader) {
-      prefetch_tensor_map(&maps.w);
+      if (base && !kQuant) prefetch_tensor_map(&maps.w);  // not encoded otherwise
       prefetch_tensor_map(&maps.a);
     }
+    QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
+    if constexpr (kQuant) {
+      if (base) stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, 128);
+      named_barrier_sync(1, 128);  // the loader's threads only
+    }
     const char* x = static_cast<const char*>(p.x);
-    const unsigned tx_bytes = (base ? kWBytes : 0) + kABytes;
+    const unsigned tx_bytes = (base && !kQuant ? kWBytes : 0) + kABytes;
     RingPosition<STAGES> stage;
     RingPosition<2> inputs;
+    WeightFetch fetched;  // quantized weights: the packed words of the next k-block to store
     for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
       OutputTile t;
       if (!tile_at(p, s, linear, base, t)) continue;
@@ -281,14 +305,22 @@ struct ForwardTmaKernel {
                                          my_row, my_chunk == 0, base);
       mbarrier_arrive(bars.inputs_full(inputs.slot));
       inputs.advance();
-      for (int kb = 0; kb < KB; ++kb) {
+      auto fetch = [&](int kb) {
+        fetched.fetch(p, [&](int c, long long& flat, long long& row_len, int& chunk) {
+          return sm90_quant_chunk<Cfg, BN>(t, kb, c, flat, row_len, chunk);
+        });
+      };
+      // One stage: the weight tile by TMA, or decoded from the words fetched one stage earlier
+      // (the next k-block's fetch then runs while this thread waits for a free stage); the A
+      // tile by TMA; the gathered x rows by cp.async.
+      auto fill_stage = [&](int kb) {
         mbarrier_wait(bars.empty(stage.slot), stage.phase ^ 1);
         char* st = smem + stage.slot * kStageBytes;
         const unsigned full = bars.full(stage.slot);
         if (leader) {
           mbarrier_arrive_expect_tx(full, tx_bytes);
           const unsigned ws = smem_addr(st + kXBytes);
-          if (base) {
+          if (base && !kQuant) {
             if constexpr (kInOut) {  // blocks of 64 n, each 64 rows of k
 #pragma unroll
               for (int b = 0; b < BN / 64; ++b)
@@ -307,9 +339,17 @@ struct ForwardTmaKernel {
                       valid);
         }
         cp_async_mbarrier_arrive(full);
+        if constexpr (kQuant) {
+          if (base) fetched.template store<Act>(st + kXBytes, tables, p.offset);
+          mbarrier_arrive(full);  // releases the decoded tile's shared-memory stores
+          if (base && kb + 1 < KB) fetch(kb + 1);
+        }
         stage.advance();
-      }
+      };
+      if (kQuant && base) fetch(0);
+      for (int kb = 0; kb < KB; ++kb) fill_stage(kb);
     }
+    cp_async_wait<0>();  // no copy outlives its thread
   }
 
   __device__ static void compute(const ForwardParams& p, char* smem, const Barriers& bars,
@@ -382,7 +422,9 @@ struct ForwardTmaKernel {
     long long* tile_start = reinterpret_cast<long long*>(smem + kTileStartOffset);
     if (threadIdx.x == 0) {
       for (int s = 0; s < STAGES; ++s) {
-        mbarrier_init(bars.full(s), 128 + 1);  // each loader's cp.async arrival + the TMA one
+        // Each loader thread's cp.async arrival (and, for quantized weights, its arrival after
+        // storing its decoded chunks) plus the TMA one.
+        mbarrier_init(bars.full(s), (kQuant ? 256 : 128) + 1);
         mbarrier_init(bars.empty(s), kConsumerThreads);
       }
       for (int b = 0; b < 2; ++b) {
@@ -393,14 +435,16 @@ struct ForwardTmaKernel {
     }
     if (threadIdx.x < 32) count_row_tiles(p, tile_start);
     __syncthreads();
-    const Schedule s{tile_start,
-                     (tile_start[E] + kRasterGroup - 1) / kRasterGroup * kRasterGroup * N_TILES};
     const bool base = p.y != nullptr;  // y == null: only x * A^T is wanted
+    const long long row_tiles = tile_start[E];
+    const Schedule s{
+        tile_start,
+        base ? (row_tiles + kRasterGroup - 1) / kRasterGroup * kRasterGroup * N_TILES : row_tiles};
     if (threadIdx.x < 128) {
-      release_registers<kLoaderRegisters>();
+      if constexpr (kReallocate) release_registers<kLoaderRegisters>();
       load(p, maps, smem, bars, s, base);
     } else {
-      claim_registers<kConsumerRegisters>();
+      if constexpr (kReallocate) claim_registers<kConsumerRegisters>();
       compute(p, smem, bars, s, base);
     }
   }

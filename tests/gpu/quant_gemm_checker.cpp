@@ -254,6 +254,10 @@ std::string check_quant_case(Runtime& runtime, const QuantCase& c, const cuda::S
   return why + determinism_mismatch(g1, g2);
 }
 
+std::filesystem::path worker_cache(const std::filesystem::path& cache_dir, int worker) {
+  return cache_dir / fmt::format("worker{}.sqlite", worker);
+}
+
 std::vector<std::string> check_quant_cases(const std::vector<QuantCase>& cases,
                                            const std::filesystem::path& cache_dir, int workers) {
   std::vector<std::string> results(cases.size(),
@@ -263,10 +267,8 @@ std::vector<std::string> check_quant_cases(const std::vector<QuantCase>& cases,
   {
     std::vector<std::jthread> pool;  // joined at the end of this scope
     for (int w = 0; w < workers; ++w)
-      pool.emplace_back([&, w] {
-        check_on_worker(cases, cache_dir / fmt::format("worker{}.sqlite", w), next, broken,
-                        results);
-      });
+      pool.emplace_back(
+          [&, w] { check_on_worker(cases, worker_cache(cache_dir, w), next, broken, results); });
   }
   return results;
 }

@@ -24,6 +24,9 @@ std::string error_pattern(const std::vector<double>& reference, const HostTensor
 std::string check_quant_case(Runtime& runtime, const QuantCase& c, const cuda::Stream& stream,
                              int reference_threads);
 
+// The cache file of worker `worker` under `cache_dir` (entries put there first are used).
+std::filesystem::path worker_cache(const std::filesystem::path& cache_dir, int worker);
+
 // Checks `cases` on `workers` threads, each with its own untuned Runtime (its own cache file under
 // `cache_dir`), stream and context. One entry per case: empty when it passed, else why not (a
 // CudaError stops every worker, since a device fault leaves the context unusable).

@@ -10,12 +10,16 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <set>
 #include <thread>
 
+#include "autotune/tuner.hpp"
 #include "compiler/error.hpp"
+#include "runtime/presets.hpp"
+#include "runtime/warm.hpp"
 #include "tests/gpu/backward_problem.hpp"
 #include "tests/gpu/gpu_env.hpp"
 #include "tests/gpu/quant_gemm_checker.hpp"
@@ -26,6 +30,57 @@ namespace moejit::test {
 namespace {
 
 // ---- the case list and the oracle (no GPU) ----
+
+TileConfig quantized_tma_config() {
+  return TileConfig{.block_m = 128,
+                    .block_n = 128,
+                    .block_k = 64,
+                    .warps_m = 8,
+                    .warps_n = 1,
+                    .stages = 3,
+                    .wgmma = true,
+                    .tma = true};
+}
+
+// The cases the TMA kernel can serve: lora dtype == act dtype, r <= 64 (its shared memory).
+std::vector<QuantCase> tma_cases() {
+  std::vector<QuantCase> out;
+  for (const QuantCase& c : quant_gemm_cases())
+    if (c.spec.lora == c.spec.act && c.spec.rank <= 64) out.push_back(c);
+  return out;
+}
+
+// Without a GPU: the pinned TMA config compiles for the forward and dX of every such case (the
+// GPU test runs them all), and without a spill for the presets' projections in nf4 and int8,
+// where its speed matters (a spilling config is pruned before timing).
+TEST(QuantGemmCases, TmaConfigCompilesForEveryCaseAndPresetsWithoutSpills) {
+  const std::vector<QuantCase> cases = tma_cases();
+  ASSERT_GE(cases.size(), 8u);
+  auto forward_and_dx = [](const ProjectionSpec& spec) {
+    std::vector<ProjectionSpec> out{spec};
+    for (const ProjectionSpec& op : backward_ops(spec))
+      if (op.op == OpKind::backward_dx) out.push_back(op);
+    return out;
+  };
+  std::vector<ProjectionSpec> specs, presets;
+  for (const QuantCase& c : cases)
+    for (const ProjectionSpec& s : forward_and_dx(c.spec)) specs.push_back(s);
+  for (const ModelPreset& preset : model_presets())
+    for (const Projection proj : {Projection::gate_up, Projection::down})
+      for (const WeightFormat format : {WeightFormat::nf4, WeightFormat::int8_rowwise}) {
+        ProjectionSpec spec = projection_spec(preset, proj, 16);
+        spec.weights = format;
+        spec.quant_blocksize = format == WeightFormat::nf4 ? 64 : 0;
+        for (const ProjectionSpec& s : forward_and_dx(spec)) presets.push_back(s);
+      }
+  const TileConfig tma = quantized_tma_config();
+  for (const ProjectionSpec& spec : specs)
+    EXPECT_NO_THROW(compile_candidates(spec, {tma}, "sm_90a", 227 * 1024, "test", 1))
+        << spec.describe();
+  for (const ProjectionSpec& spec : presets)
+    EXPECT_EQ(compile_candidates(spec, {tma}, "sm_90a", 227 * 1024, "test")[0].pruned, "")
+        << spec.describe();
+}
 
 std::string format_name(const ProjectionSpec& s) {
   if (s.weights != WeightFormat::nf4) return std::string(to_string(s.weights));
@@ -241,8 +296,11 @@ int worker_count() {
   return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 16u));
 }
 
-void run_cases(const std::vector<QuantCase>& cases, int workers) {
+// `prepare` may fill the workers' cache files first (worker_cache) to pin kernels.
+void run_cases(const std::vector<QuantCase>& cases, int workers,
+               const std::function<void(const std::filesystem::path&)>& prepare = {}) {
   const TempDir dir("moejit-quant-gemm-test");
+  if (prepare) prepare(dir.path());
   const auto start = std::chrono::steady_clock::now();
   const std::vector<std::string> results = check_quant_cases(cases, dir.path(), workers);
   int failed = 0;
@@ -264,11 +322,31 @@ TEST(QuantGemm, LargeRunsAreBitwiseIdentical) {
   run_cases({large_determinism_case()}, 1);
 }
 
-// Last: a kernel fault leaves this process without a usable CUDA context, so the tests after it
-// could only report that.
+// Last two: a kernel fault leaves this process without a usable CUDA context, so the tests after
+// it could only report that.
 TEST(QuantGemm, ForwardAndBackwardMatchReference) {
   MOEJIT_SKIP_WITHOUT_GPU();
   run_cases(quant_gemm_cases(), worker_count());
+}
+
+// The warp-specialized TMA kernel, whose loading warpgroup decodes the quantized weights: the
+// cases it serves (lora dtype == act dtype), their forward and dX pinned to it by offline cache
+// entries, which the untuned Runtime runs.
+TEST(QuantGemm, TmaKernelMatchesReference) {
+  MOEJIT_SKIP_WITHOUT_GPU();
+  if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
+    GTEST_SKIP() << "the TMA kernel needs sm_90a; this device is " << arch;
+  const TileConfig tma = quantized_tma_config();
+  const std::vector<QuantCase> cases = tma_cases();
+  ASSERT_FALSE(cases.empty());
+  run_cases(cases, 1, [&](const std::filesystem::path& dir) {
+    CacheStore store(worker_cache(dir, 0));
+    for (const QuantCase& c : cases) {
+      EXPECT_EQ(warm_offline(store, c.spec, c.tokens, "sm_90a", tma).config, tma);
+      for (const ProjectionSpec& op : backward_ops(c.spec))
+        if (op.op == OpKind::backward_dx) warm_offline(store, op, c.tokens, "sm_90a", tma);
+    }
+  });
 }
 
 }  // namespace
