@@ -21,10 +21,9 @@ std::string file_problem(FileState state) {
       return "no such file";
     case FileState::not_regular:
       return "not a regular file";
-    case FileState::empty:
-      return "the file is empty";
     case FileState::not_sqlite:
       return "not a SQLite database (wrong header)";
+    case FileState::empty:  // a cache nothing was written to yet: see readable_copy
     case FileState::sqlite:
       break;
   }
@@ -54,7 +53,18 @@ std::string entry_problem(const CacheEntry& e) {
 
 // Opens, checks and (in memory) migrates the file; nullopt after reporting why it cannot be read.
 std::optional<sqlite::Database> readable_copy(VerifyReport& report) {
-  if (const auto problem = file_problem(probe_file(report.path)); !problem.empty()) {
+  // An empty file, or a SQLite file without tables, is what a process leaves when it stops
+  // between creating the file and writing the schema: moejit creates the schema when it opens
+  // it, so nothing is wrong and nothing was lost.
+  constexpr const char* kNotWrittenYet =
+      "no moejit tables yet (a new file, or a process stopped before writing them): moejit "
+      "creates them when it opens the file";
+  const FileState state = probe_file(report.path);
+  if (state == FileState::empty) {
+    report.notes.push_back(kNotWrittenYet);
+    return std::nullopt;
+  }
+  if (const auto problem = file_problem(state); !problem.empty()) {
     report.problems.push_back(problem);
     return std::nullopt;
   }
@@ -64,9 +74,12 @@ std::optional<sqlite::Database> readable_copy(VerifyReport& report) {
       report.problems.push_back("SQLite integrity check: " + line);
     const schema::Classification found = schema::classify(copy);
     report.schema_version = found.version;
-    if (found.kind == schema::Kind::foreign || found.kind == schema::Kind::empty) {
-      report.problems.push_back("not a moejit cache: " +
-                                (found.why.empty() ? "no moejit tables" : found.why));
+    if (found.kind == schema::Kind::empty) {
+      report.notes.push_back(kNotWrittenYet);
+      return std::nullopt;
+    }
+    if (found.kind == schema::Kind::foreign) {
+      report.problems.push_back("not a moejit cache: " + found.why);
       return std::nullopt;
     }
     if (found.kind == schema::Kind::newer) {

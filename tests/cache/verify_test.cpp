@@ -97,6 +97,24 @@ TEST(CacheVerify, GarbageFile) {
   EXPECT_TRUE(mentions(verify_cache_file(dir / "absent.sqlite"), "no such file"));
 }
 
+// What a process killed between creating the file and writing the schema leaves: the Runtime
+// and the CLI open it as a new cache, so verify reports no problem, zero entries and a note.
+TEST(CacheVerify, FileWithoutTablesYetIsAnEmptyCache) {
+  TempDir dir;
+  testing::write_bytes(dir / "empty.sqlite", std::string());
+  { RawDb(dir / "tables_missing.sqlite").exec("CREATE TABLE t(x); DROP TABLE t;"); }
+  for (const char* name : {"empty.sqlite", "tables_missing.sqlite"}) {
+    const auto report = verify_cache_file(dir / name);
+    EXPECT_TRUE(report.ok()) << name << ": " << all_problems(report);
+    EXPECT_EQ(report.entries, 0) << name;
+    ASSERT_EQ(report.notes.size(), 1u) << name;
+    EXPECT_NE(report.notes[0].find("no moejit tables yet"), std::string::npos) << name;
+    CacheStore store(dir / name);  // and it opens as a cache that takes entries
+    store.put(elf_entry(0));
+    EXPECT_EQ(verify_cache_file(dir / name).sound, 1) << name;
+  }
+}
+
 TEST(CacheVerify, CubinThatIsNotAKernel) {
   TempDir dir;
   const auto path = dir / "cache.sqlite";
