@@ -6,8 +6,9 @@
 // epilogue of the previous one.
 //  - The loader brings the weight tile and the LoRA A tile by TMA (3-D tensor maps with the
 //    128-byte swizzle; parts past K, N or r arrive as zeros) and the gathered x rows by cp.async,
-//    one 128-byte row slice per thread; both complete on the stage's `full` mbarrier. Per tile it
-//    also stages the destination rows and B_e's columns for the epilogue, double-buffered.
+//    one 128-byte row slice per thread; both complete on the stage's `full` mbarrier. Once a tile's
+//    first stages are issued it stages the destination rows and B_e's columns for its epilogue
+//    (double-buffered).
 //  - The accumulators run wgmma on each stage (x * A^T as extra m64n16 products on the same x
 //    tile), keep one batch in flight and hand the stage back on its `empty` mbarrier once the
 //    batch that read it has completed; then the epilogue of forward_sm90.cuh.
@@ -127,9 +128,10 @@ struct ForwardTmaKernel {
   // 384-thread CTA 168 each, a 256-thread one 232). A loader that decodes quantized weights needs
   // every register it has, so those kernels keep the launch split.
   static constexpr bool kReallocate = !kQuant;
-  static constexpr int kLoaderRegisters = 72;
-  static constexpr int kConsumerRegisters = kConsumers == 1 ? 232 : 216;
-  static_assert(kConsumers == 1 || 128 * kLoaderRegisters + 256 * kConsumerRegisters <= 384 * 168,
+  static constexpr int kLoaderRegisters = kConsumers == 1 ? 152 : 80;
+  static constexpr int kConsumerRegisters = kConsumers == 1 ? 232 : 208;
+  static_assert(128 * kLoaderRegisters + kConsumerThreads * kConsumerRegisters <=
+                    (kConsumers == 1 ? 256 * 232 : 384 * 168),
                 "register reallocation beyond the launch allocation");
 
   static_assert(Cfg::kBlockK == 64, "the sm90 kernels read 128-byte (64-element) k slices");
@@ -244,19 +246,24 @@ struct ForwardTmaKernel {
     return row_end > t.row_begin;
   }
 
-  // The loader's per-tile work besides the stages: the destination row of its x row and B_e's
-  // columns (act dtype, zero-padded to RP ranks) into `inputs`; returns its x row's source.
-  __device__ static long long stage_inputs(const ForwardParams& p, const OutputTile& t,
-                                           char* inputs, int my_row, bool first_of_row, bool base) {
-    long long src = -1, dst = -1;
+  // The source (x row) and destination (y row) of row `my_row` of tile t; -1 past its rows.
+  __device__ static void row_ends(const ForwardParams& p, const OutputTile& t, int my_row,
+                                  long long& src, long long& dst) {
+    src = dst = -1;
     if (my_row < t.rows) {
       const long long row = t.row_begin + my_row;
       const long long slot = load_index<Index>(p.scattered_idxs, row);
       src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
       dst = Cfg::kGroupedOut ? row : slot;
     }
+  }
+
+  // The loader's per-tile work for the epilogue: the destination row of its x row and B_e's
+  // columns (act dtype, zero-padded to RP ranks) into `inputs`.
+  __device__ static void stage_inputs(const ForwardParams& p, const OutputTile& t, char* inputs,
+                                      int my_row, long long dst, bool first_of_row, bool base) {
     if (first_of_row) reinterpret_cast<long long*>(inputs + BTile::kBytes)[my_row] = dst;
-    if (!base) return src;
+    if (!base) return;
     const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
     constexpr int kPerThread = BN * RP / 128, kBatch = 8;  // loads in flight per thread
     static_assert(kPerThread % kBatch == 0, "B tile elements per loader thread");
@@ -275,7 +282,6 @@ struct ForwardTmaKernel {
         *reinterpret_cast<Act*>(inputs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v[u]);
       }
     }
-    return src;
   }
 
   __device__ static void load(const ForwardParams& p, const ForwardTensorMaps& maps, char* smem,
@@ -300,11 +306,19 @@ struct ForwardTmaKernel {
     for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
       OutputTile t;
       if (!tile_at(p, s, linear, base, t)) continue;
-      mbarrier_wait(bars.inputs_empty(inputs.slot), inputs.phase ^ 1);
-      const long long src = stage_inputs(p, t, smem + kInputsOffset + inputs.slot * kInputsBytes,
-                                         my_row, my_chunk == 0, base);
-      mbarrier_arrive(bars.inputs_full(inputs.slot));
-      inputs.advance();
+      long long src = -1, dst = -1;
+      row_ends(p, t, my_row, src, dst);
+      // Staged once the tile's first stages are issued: the accumulators need them only in the
+      // epilogue, and the loader would otherwise wait for a free stage meanwhile. (The row ends
+      // are looked up again rather than held in registers across the stages.)
+      auto stage_epilogue_inputs = [&] {
+        row_ends(p, t, my_row, src, dst);
+        mbarrier_wait(bars.inputs_empty(inputs.slot), inputs.phase ^ 1);
+        stage_inputs(p, t, smem + kInputsOffset + inputs.slot * kInputsBytes, my_row, dst,
+                     my_chunk == 0, base);
+        mbarrier_arrive(bars.inputs_full(inputs.slot));
+        inputs.advance();
+      };
       auto fetch = [&](int kb) {
         fetched.fetch(p, [&](int c, long long& flat, long long& row_len, int& chunk) {
           return sm90_quant_chunk<Cfg, BN>(t, kb, c, flat, row_len, chunk);
@@ -347,7 +361,11 @@ struct ForwardTmaKernel {
         stage.advance();
       };
       if (kQuant && base) fetch(0);
-      for (int kb = 0; kb < KB; ++kb) fill_stage(kb);
+      constexpr int kInputsAfter = (STAGES < KB ? STAGES : KB) - 1;
+      for (int kb = 0; kb < KB; ++kb) {
+        fill_stage(kb);
+        if (kb == kInputsAfter) stage_epilogue_inputs();
+      }
     }
     cp_async_wait<0>();  // no copy outlives its thread
   }
