@@ -74,7 +74,9 @@ void measure_row(const BenchOptions& o, const RowSpec& row, const std::filesyste
   const bool tune = o.tunes(row.weights);
   out["tuned"] = tune;
   {
-    Runtime runtime(RuntimeOptions{.cache_path = cache, .tune = tune});
+    Runtime runtime(RuntimeOptions{
+        .cache_path = cache, .tune = tune, .gemm_config = tune ? std::nullopt : o.gemm_config});
+    if (!tune && o.gemm_config) out["pinned"] = true;
     const double tune_seconds = prepare_all(runtime, spec, o, row, out);
     if (cold && tune) out["cold_tune_s"] = tune_seconds;
     out["tunes"] = runtime.stats().tunes;

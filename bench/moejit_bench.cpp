@@ -56,6 +56,7 @@ struct CommandLine {
   std::string cache;
   bool first_launch = false;
   std::string preset;
+  std::string gemm_config;
 };
 
 void add_row_options(CLI::App& app, CommandLine& cl) {
@@ -90,6 +91,9 @@ void add_options(CLI::App& app, CommandLine& cl, BenchOptions& o) {
                  "rows run the default configs, compiled ahead in parallel")
       ->delimiter(',')
       ->capture_default_str();
+  app.add_option("--gemm-config", cl.gemm_config,
+                 "a tile config name (e.g. m128n256k64_w8x1_s4_tma) that the forward and dX of "
+                 "the untuned rows run instead of the default");
   app.add_flag("--no-backward", cl.no_backward, "forward only: tune and time no backward kernels");
   app.add_flag("--no-first-launch", cl.no_first_launch, "skip the warm first-launch children");
   app.add_option("--first-launch-weights", cl.first_launch_weights,
@@ -136,6 +140,7 @@ BenchOptions resolve(const CommandLine& cl, BenchOptions o) {
   o.cache = cl.cache;
   o.backward = !cl.no_backward;
   o.tune_weights = weights_named(cl.tune_weights, "--tune-weights");
+  if (!cl.gemm_config.empty()) o.gemm_config = parse_tile_config(cl.gemm_config);
   o.first_launch_weights.clear();
   if (!cl.no_first_launch)
     o.first_launch_weights = weights_named(cl.first_launch_weights, "--first-launch-weights");

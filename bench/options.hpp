@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 #include "bench/timing.hpp"
 #include "bench/weights.hpp"
+#include "compiler/tile_config.hpp"
 #include "runtime/presets.hpp"
 
 namespace moejit::bench {
@@ -35,6 +37,8 @@ struct BenchOptions {
                                             BenchWeights::nf4_dq, BenchWeights::int8};
   // Rows whose weights are listed here also get the warm first-launch child.
   std::vector<BenchWeights> first_launch_weights = {BenchWeights::bf16};
+  // The config the forward and dX of untuned rows run instead of the default (a kernel on trial).
+  std::optional<TileConfig> gemm_config;
   std::uint64_t seed = 1;
   std::filesystem::path self_exe;  // this program, started again for the first-launch child
 };

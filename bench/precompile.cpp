@@ -13,7 +13,8 @@ namespace {
 void compile_defaults(const BenchOptions& o, const PrecompileJob& job) {
   const ProjectionSpec spec =
       with_weights(projection_spec(job.row.preset, job.row.projection, o.rank), job.row.weights);
-  Runtime runtime(RuntimeOptions{.cache_path = job.cache, .tune = false});
+  Runtime runtime(
+      RuntimeOptions{.cache_path = job.cache, .tune = false, .gemm_config = o.gemm_config});
   runtime.prepare(spec, job.row.tokens, o.backward);
 }
 

@@ -23,7 +23,7 @@ FIELDS = ("device", "date", "shape", "proj", "tokens", "rank", "weights", "moeji
           "first_forward_ms",
           "moejit_fb_ms", "composition_fb_ms", "roofline_fb_ms", "peak_extra_gib", "config",
           "composition_peak_extra_gib", "composition_measured_extra_gib", "tuned", "backward_configs",
-          "experts", "top_k", "in_features", "out_features", "dense_tflops")
+          "experts", "top_k", "in_features", "out_features", "dense_tflops", "pinned")
 SHAPE_FIELDS = ("tokens", "top_k", "in_features", "out_features", "rank")
 
 
@@ -91,6 +91,8 @@ def config(r):
     """The forward's config; '(default)' when the row ran the runtime's untuned default configs."""
     if not r["config"]:
         return "-"
+    if r.get("pinned"):
+        return r["config"] + " (pinned)"
     return r["config"] + (" (default)" if r.get("tuned") is False else "")
 
 
@@ -204,7 +206,8 @@ METHOD = (
     "inputs already made as in a PyTorch process (runtime). A config "
     "marked (default) means the row was not autotuned in this run (moejit_bench --tune-weights): "
     "it ran the runtime's default configs (Runtime with tune = false), which tuning can only "
-    "match or beat.")
+    "match or beat; (pinned) means its forward and dX ran the config moejit_bench --gemm-config "
+    "named.")
 
 
 def document(rows, device, date, command):

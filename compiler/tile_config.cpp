@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "compiler/error.hpp"
 
@@ -35,6 +36,27 @@ void TileConfig::validate() const {
   if (block_n % (16 * warps_n) != 0) fail("block_n a multiple of 16 * warps_n");
   if (block_k != 32 && block_k != 64) fail("block_k of 32 or 64");
   if (stages < 2 || stages > 6) fail("2 to 6 stages");
+}
+
+TileConfig parse_tile_config(const std::string& name) {
+  static const std::regex kName(
+      R"(m(\d{1,4})n(\d{1,4})k(\d{1,4})_w(\d{1,2})x(\d{1,2})_s(\d{1,2})(_wg|_tma)?)");
+  std::smatch m;
+  if (!std::regex_match(name, m, kName))
+    throw InvalidArgument("tile config", name,
+                          "a name like m128n256k64_w8x1_s4_wg: block m, n, k, warps, stages and "
+                          "_wg (wgmma) or _tma");
+  TileConfig c;
+  c.block_m = std::stoi(m[1]);
+  c.block_n = std::stoi(m[2]);
+  c.block_k = std::stoi(m[3]);
+  c.warps_m = std::stoi(m[4]);
+  c.warps_n = std::stoi(m[5]);
+  c.stages = std::stoi(m[6]);
+  c.wgmma = m[7].matched;
+  c.tma = m[7] == "_tma";
+  c.validate();
+  return c;
 }
 
 void to_json(nlohmann::json& j, const TileConfig& c) {

@@ -29,6 +29,10 @@ struct TileConfig {
   bool operator==(const TileConfig&) const = default;
 };
 
+// The config named `name` (TileConfig::name()); throws InvalidArgument naming it when it is not
+// such a name or the config does not validate.
+TileConfig parse_tile_config(const std::string& name);
+
 void to_json(nlohmann::json& j, const TileConfig& c);
 void from_json(const nlohmann::json& j, TileConfig& c);
 

@@ -70,7 +70,9 @@ struct Runtime::Impl {
         device(cuda::query_device(context.device())),
         identity{device.name, device.arch(), device.sm_count, device.driver_version},
         cache_path(options.cache_path.empty() ? default_cache_path() : options.cache_path),
-        store(cache_path) {}
+        store(cache_path) {
+    if (options.gemm_config) options.gemm_config->validate();
+  }
 
   CacheKey key_for(const ProjectionSpec& spec, std::int64_t bucket, DeviceIdentity who) const {
     return CacheKey{
@@ -97,15 +99,17 @@ struct Runtime::Impl {
       entry.tuned = true;
       return entry;
     }
-    // An offline build for this arch serves until the entry is tuned in place.
+    // A pinned config wins; else an offline build for this arch serves until the entry is tuned
+    // in place.
+    const bool pinned = options.gemm_config && family_of(spec.op) == KernelFamily::gemm;
     const LookupResult offline =
         store.lookup(key_for(spec, bucket, DeviceIdentity::offline(identity.arch)));
-    if (offline.status == LookupStatus::hit) {
+    if (offline.status == LookupStatus::hit && !pinned) {
       CacheEntry reused = *offline.entry;
       reused.key = key;
       return reused;
     }
-    const TileConfig config = default_config(spec, identity.arch);
+    const TileConfig config = pinned ? *options.gemm_config : default_config(spec, identity.arch);
     const auto compiled =
         compile_candidates(spec, {config}, identity.arch, device.smem_optin_bytes, key.text(), 1);
     ++stats.compiles;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "autotune/cuda_driver.hpp"
 #include "compiler/problem.hpp"
@@ -78,8 +79,12 @@ std::size_t backward_workspace_bytes(const ProjectionSpec& spec, std::int64_t to
 struct RuntimeOptions {
   std::filesystem::path cache_path;  // empty: default_cache_path()
   bool tune = true;                  // false: use the default config on a cache miss
-  bool validate = false;             // copy the routing to the host and check it before launching
-  int device = 0;                    // used when no context is current
+  // With tune = false: the config the GEMM ops (forward, backward_dx) build on a cache miss
+  // instead of the default (reproducing a choice, trying a kernel). Stored untuned, like a
+  // default build, so a later tuning run replaces it.
+  std::optional<TileConfig> gemm_config;
+  bool validate = false;  // copy the routing to the host and check it before launching
+  int device = 0;         // used when no context is current
 };
 
 struct RuntimeStats {

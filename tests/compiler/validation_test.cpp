@@ -211,5 +211,27 @@ TEST(TileConfigName, IsStableAndDistinguishesConfigs) {
   EXPECT_EQ((TileConfig{128, 128, 64, 8, 1, 4, true}.name()), "m128n128k64_w8x1_s4_wg");
 }
 
+TEST(TileConfigName, ParsesBackEveryFamily) {
+  for (const TileConfig& c :
+       {TileConfig{}, TileConfig{64, 256, 32, 1, 4, 2}, TileConfig{128, 256, 64, 8, 1, 4, true},
+        TileConfig{64, 128, 64, 4, 1, 6, true, true}, TileConfig{128, 64, 64, 8, 1, 2, true, true}})
+    EXPECT_EQ(parse_tile_config(c.name()), c) << c.name();
+}
+
+TEST(TileConfigName, RejectsWhatIsNotAValidConfigName) {
+  for (const std::string bad : {"", "m128n128", "m128n128k32_w2x2_s3_xx", "M128N128K32_W2X2_S3",
+                                "m128n128k32_w2x2_s3 ", "m99999n1k1_w1x1_s1"}) {
+    try {
+      parse_tile_config(bad);
+      ADD_FAILURE() << "'" << bad << "' parsed";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("m128n256k64_w8x1_s4_wg"), std::string::npos);
+    }
+  }
+  // Well formed but not instantiable: validate() names the config and the rule.
+  EXPECT_THROW(parse_tile_config("m128n128k64_w2x2_s4_tma"), InvalidArgument);
+  EXPECT_THROW(parse_tile_config("m128n128k48_w2x2_s3"), InvalidArgument);
+}
+
 }  // namespace
 }  // namespace moejit

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "autotune/tuner.hpp"
 #include "compiler/error.hpp"
 #include "runtime/runtime.hpp"
 #include "tests/gpu/device_problem.hpp"
@@ -140,6 +141,26 @@ TEST_F(RuntimeOnGpu, UntunedCallMatchesReference) {
   EXPECT_EQ(stats.cache_misses, 1);
   EXPECT_EQ(stats.memory_hits, 1);
   EXPECT_EQ(stats.tunes, 0);
+}
+
+// RuntimeOptions::gemm_config: the forward builds the pinned config on a miss (and is right);
+// an invalid one is rejected by name when the Runtime is made.
+TEST_F(RuntimeOnGpu, PinnedGemmConfigIsBuiltAndMatchesReference) {
+  const ProjectionSpec spec = small_spec();  // fp32 LoRA factors: an mma.sync kernel everywhere
+  const TileConfig pinned{64, 64, 32, 2, 2, 3};
+  ASSERT_NE(default_config(spec, cuda::query_device(0).arch()), pinned);
+  RuntimeOptions o = options(false, false);
+  o.gemm_config = pinned;
+  Runtime runtime(o);
+  EXPECT_EQ(runtime.prepare(spec, 100), pinned);
+  const ForwardInputs in = make_inputs(spec, 100, RoutingKind::sparse, kSeed);
+  DeviceProblem problem(spec, in);
+  problem.poison_output();
+  runtime.forward(spec, problem.args());
+  synchronize_context();
+  expect_matches_reference(spec, in, problem);
+  o.gemm_config = TileConfig{128, 128, 48, 2, 2, 3};
+  EXPECT_THROW(Runtime{o}, InvalidArgument);
 }
 
 TEST_F(RuntimeOnGpu, TunedCallMatchesReferenceAndTunesOnce) {
