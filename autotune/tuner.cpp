@@ -109,6 +109,23 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
   return out;
 }
 
+std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::string& arch) {
+  if (!wgmma_supported(spec, arch)) return {};
+  const bool quantized =
+      spec.weights == WeightFormat::nf4 || spec.weights == WeightFormat::int8_rowwise;
+  constexpr int kHopperSmem = 227 * 1024 - 1024;  // opt-in limit less static shared memory
+  std::vector<TileConfig> out;
+  for (int bm : {128, 64})
+    for (int bn : {256, 128}) {
+      if (quantized && bn > 128) continue;
+      for (int stages : {3, 4, 5, 6}) {
+        const TileConfig c{bm, bn, 64, bm / 16, 1, stages, true, true};
+        if (dynamic_smem_bytes(spec, c) <= kHopperSmem) out.push_back(c);
+      }
+    }
+  return out;
+}
+
 TileConfig default_config(const ProjectionSpec& spec, const std::string& arch) {
   if (family_of(spec.op) == KernelFamily::lora_grad) return lora_grad_default(spec);
   if (!is_tuned_op(spec.op)) return TileConfig{};

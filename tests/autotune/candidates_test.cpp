@@ -96,5 +96,29 @@ TEST(DefaultConfig, ValidatesAndRendersForEverySpec) {
     }
 }
 
+// The TMA kernel's configs, not yet offered by candidate_configs: only where wgmma serves the spec,
+// all within Hopper's shared memory, and (for the most common shape) compiling without spills,
+// so that offering them will not just add pruned compiles.
+TEST(TmaCandidates, FitHopperAndCompileWithoutSpills) {
+  for (const ProjectionSpec& spec : specs_under_test()) {
+    const auto configs = tma_candidates(spec, "sm_90a");
+    EXPECT_EQ(!configs.empty(), wgmma_supported(spec, "sm_90a")) << spec.describe();
+    EXPECT_TRUE(tma_candidates(spec, "sm_89").empty());
+    for (const TileConfig& c : configs) {
+      EXPECT_TRUE(c.wgmma && c.tma) << c.name();
+      EXPECT_LE(dynamic_smem_bytes(spec, c), 227 * 1024 - 1024) << c.name();
+    }
+  }
+  const ModelPreset qwen = find_preset("qwen3-30b-a3b").value();
+  for (const Projection proj : {Projection::gate_up, Projection::down}) {
+    const ProjectionSpec spec = projection_spec(qwen, proj, 16);
+    const auto configs = tma_candidates(spec, "sm_90a");
+    EXPECT_GE(configs.size(), 8u);
+    for (const CompiledCandidate& c :
+         compile_candidates(spec, configs, "sm_90a", 227 * 1024, "test"))
+      EXPECT_EQ(c.pruned, "") << c.config.name() << " for " << spec.describe();
+  }
+}
+
 }  // namespace
 }  // namespace moejit
