@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "autotune/launch.hpp"
+#include "autotune/result_check.hpp"
 #include "autotune/time_floor.hpp"
 #include "autotune/tuning_problem.hpp"
 #include "compiler/error.hpp"
@@ -31,6 +32,66 @@ int accumulator_registers(const ProjectionSpec& spec, const TileConfig& c) {
   const int xa_chunks = (spec.rank + 15) / 16 * 2;
   const int xa_per_warp = (xa_chunks + c.warps_n - 1) / c.warps_n;
   return 4 * mf * (nf + xa_per_warp);
+}
+
+}  // namespace
+
+namespace {
+
+// A candidate's module, loaded, and its launch handle.
+struct LoadedCandidate {
+  cuda::Module module;
+  KernelHandle handle;
+};
+
+// Elements of each result compared: 32 MB of 16-bit values, the first rows of y (or all of dA/dB).
+constexpr std::size_t kCheckedElements = std::size_t{1} << 24;
+
+// The fastest of `timed` (sorted by time) whose result matches the default config's on the
+// problem (the configs differ only in tiling and summation order): a kernel that is wrong for
+// this shape is never picked. The ones that differ are marked pruned and counted. Falls back to
+// the default config itself, compiled and timed here if it was not a timed candidate.
+template <class Load>
+const CompiledCandidate* pick_checked_winner(const ProjectionSpec& spec,
+                                             const cuda::DeviceInfo& device, const std::string& key,
+                                             const TuningProblem& problem, CUstream stream,
+                                             const std::vector<CompiledCandidate*>& timed,
+                                             const Load& load, TuneResult& result) {
+  const TileConfig reference_config = default_config(spec, device.arch());
+  auto is_reference = [&](const CompiledCandidate* c) { return c->config == reference_config; };
+  if (is_reference(timed.front())) return timed.front();
+  const auto found = std::find_if(
+      result.candidates.begin(), result.candidates.end(),
+      [&](const CompiledCandidate& c) { return is_reference(&c) && c.pruned.empty(); });
+  if (found == result.candidates.end()) {
+    result.reference = compile_candidates(spec, {reference_config}, device.arch(),
+                                          device.smem_optin_bytes, key, 1)[0];
+    if (!result.reference->pruned.empty()) return timed.front();  // nothing to check against
+  }
+  const CompiledCandidate& reference =
+      found != result.candidates.end() ? *found : *result.reference;
+  const DType dtype = family_of(spec.op) == KernelFamily::gemm ? spec.act : spec.lora;
+  const std::vector<float> expected =
+      problem.run_and_read(load(reference).handle, stream, kCheckedElements);
+  for (CompiledCandidate* c : timed) {
+    if (is_reference(c)) return c;
+    const std::string difference = result_difference(
+        problem.run_and_read(load(*c).handle, stream, kCheckedElements), expected, dtype);
+    if (difference.empty()) return c;
+    c->pruned = "its result differs from the default config's: " + difference;
+    ++result.mismatched;
+  }
+  if (found == result.candidates.end()) {  // time the fallback as the candidates were
+    cuda::Event before, after;
+    const LoadedCandidate loaded = load(reference);
+    problem.launch(loaded.handle, stream);
+    before.record(stream);
+    problem.launch(loaded.handle, stream);
+    after.record(stream);
+    result.reference->time_ms = after.elapsed_since(before);
+    return &*result.reference;
+  }
+  return &*found;
 }
 
 }  // namespace
@@ -220,24 +281,28 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   cuda::Stream stream;
   cuda::Event before, after;
+  auto load = [&](const CompiledCandidate& c) {
+    LoadedCandidate loaded{cuda::Module(c.kernel.cubin), {}};
+    loaded.handle = KernelHandle{loaded.module.function(c.kernel.lowered_name), c.config,
+                                 c.dynamic_smem, device.sm_count};
+    prepare_function(loaded.handle.function, loaded.handle.dynamic_smem);
+    return loaded;
+  };
   double best = 1e30;
-  const CompiledCandidate* winner = nullptr;
+  std::vector<CompiledCandidate*> timed;
   for (const auto& [floor_ms, candidate] : order) {
     if (floor_ms >= best) {
       result.cannot_win = static_cast<int>(order.size()) - result.timed;
       break;
     }
     CompiledCandidate& c = *candidate;
-    const cuda::Module module(c.kernel.cubin);
-    const KernelHandle handle{module.function(c.kernel.lowered_name), c.config, c.dynamic_smem,
-                              device.sm_count};
-    prepare_function(handle.function, handle.dynamic_smem);
-    problem.launch(handle, stream.get());  // warm-up
+    const LoadedCandidate loaded = load(c);
+    problem.launch(loaded.handle, stream.get());  // warm-up
     // One timed launch first; candidates already 1.5x slower than the best stop there.
     std::vector<float> times;
     for (int rep = 0; rep < 5; ++rep) {
       before.record(stream.get());
-      problem.launch(handle, stream.get());
+      problem.launch(loaded.handle, stream.get());
       after.record(stream.get());
       times.push_back(after.elapsed_since(before));
       if (rep == 0 && times[0] > 1.5 * best) break;
@@ -245,17 +310,17 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
     std::sort(times.begin(), times.end());
     c.time_ms = times[times.size() / 2];
     ++result.timed;
-    if (c.time_ms < best) {
-      best = c.time_ms;
-      winner = &c;
-    }
+    best = std::min(best, c.time_ms);
+    timed.push_back(&c);
   }
   stream.synchronize();
-  result.timing_seconds = seconds_since(start);
-  if (!winner)
+  if (timed.empty())
     throw Error(fmt::format("autotune: all {} candidates were pruned for {} (key {})",
                             result.compiled, spec.describe(), key));
-  result.best = *winner;
+  std::stable_sort(timed.begin(), timed.end(),
+                   [](const auto* a, const auto* b) { return a->time_ms < b->time_ms; });
+  result.best = *pick_checked_winner(spec, device, key, problem, stream.get(), timed, load, result);
+  result.timing_seconds = seconds_since(start);
   return result;
 }
 

@@ -3,6 +3,7 @@
 // prune by shared memory and ptxas spills before anything runs, then time the survivors with CUDA
 // events on the real problem size with fresh random buffers.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,9 @@ struct TuneResult {
   std::vector<CompiledCandidate> candidates;  // all, with times for the timed ones
   int compiled = 0, pruned = 0, timed = 0;
   int cannot_win = 0;  // not timed: their time floor (autotune/time_floor.hpp) was above the best
+  int mismatched = 0;  // timed but dropped: their result differed from the default config's
+  // The default config, when it was not a candidate: compiled to check the winner against.
+  std::optional<CompiledCandidate> reference;
   double compile_seconds = 0, timing_seconds = 0;
 };
 

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 
+#include "autotune/result_check.hpp"
 #include "compiler/kernel_view.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 
@@ -160,6 +161,23 @@ TuningProblem::TuningProblem(const ProjectionSpec& spec, std::int64_t tokens, st
     grad_.scale = 2.0f;
   }
   cuda::check(cuda::api().cuCtxSynchronize(), "cuCtxSynchronize(after random fill)");
+}
+
+std::vector<float> TuningProblem::run_and_read(const KernelHandle& kernel, CUstream stream,
+                                               std::size_t max_elements) const {
+  const bool gemm = family_of(spec_.op) == KernelFamily::gemm;
+  const DType dtype = gemm ? spec_.act : spec_.lora;
+  const std::size_t elements = gemm ? static_cast<std::size_t>(rows_) * gemm_view(spec_).n
+                                    : static_cast<std::size_t>(spec_.experts) * spec_.rank *
+                                          grad_view(spec_).d;
+  const auto out = reinterpret_cast<CUdeviceptr>(gemm ? gemm_.y : grad_.out);
+  const std::size_t bytes = elements * size_of(dtype);
+  cuda::check(cuda::api().cuMemsetD8Async(out, 0xFF, bytes, stream), "cuMemsetD8Async(poison)");
+  launch(kernel, stream);
+  cuda::check(cuda::api().cuStreamSynchronize(stream), "cuStreamSynchronize(after a check run)");
+  std::vector<unsigned char> host(std::min(elements, max_elements) * size_of(dtype));
+  cuda::check(cuda::api().cuMemcpyDtoH(host.data(), out, host.size()), "cuMemcpyDtoH(result)");
+  return widen(host, dtype);
 }
 
 void TuningProblem::launch(const KernelHandle& kernel, CUstream stream) const {

@@ -28,6 +28,10 @@ class TuningProblem {
   // Buffers for the op of `spec` (forward, backward_dx, grad_a or grad_b).
   TuningProblem(const ProjectionSpec& spec, std::int64_t tokens, std::uint64_t seed = 1);
   void launch(const KernelHandle& kernel, CUstream stream) const;
+  // Poisons what the op writes (y, or dA / dB), runs `kernel` and reads back the first
+  // `max_elements` of it (y rows in order), widened to float, for comparing configs.
+  std::vector<float> run_and_read(const KernelHandle& kernel, CUstream stream,
+                                  std::size_t max_elements) const;
   // The routing's inclusive cumulative row ends per expert.
   const std::vector<std::int64_t>& expert_offsets() const { return expert_offsets_; }
 
