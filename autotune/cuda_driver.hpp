@@ -17,8 +17,9 @@ struct Api {
   X(cuDriverGetVersion)                                                                            \
   X(cuDeviceGetCount)                                                                              \
   X(cuDeviceGet)                                                                                   \
-  X(cuDeviceGetName) X(cuDeviceGetAttribute) X(cuDeviceTotalMem) X(cuCtxGetCurrent)                \
-      X(cuCtxSetCurrent) X(cuCtxGetDevice) X(cuCtxSynchronize) X(cuDevicePrimaryCtxRetain)         \
+  X(cuDeviceGetName)                                                                               \
+  X(cuDeviceGetAttribute) X(cuDeviceTotalMem) X(cuCtxGetCurrent) X(cuCtxSetCurrent)                \
+      X(cuCtxGetDevice) X(cuCtxSynchronize) X(cuDevicePrimaryCtxRetain)                            \
           X(cuDevicePrimaryCtxRelease) X(cuModuleLoadData) X(cuModuleUnload)                       \
               X(cuModuleGetFunction) X(cuFuncSetAttribute) X(cuFuncGetAttribute) X(cuLaunchKernel) \
                   X(cuMemAlloc) X(cuMemFree) X(cuMemcpyHtoD) X(cuMemcpyDtoH) X(cuMemcpyHtoDAsync)  \

@@ -29,7 +29,7 @@ float from_fp16(std::uint16_t bits) {
 // The relative spacing the comparison allows: that of `dtype` values just above 1 for the 16-bit
 // types (configs may round a sum differently by one unit), and for fp32 results, which are long
 // sums in config-dependent orders, that of the order differences instead.
-double unit_roundoff(DType dtype) {
+double relative_spacing(DType dtype) {
   switch (dtype) {
     case DType::bf16:
       return std::ldexp(1.0, -7);
@@ -64,12 +64,12 @@ std::string result_difference(const std::vector<float>& got, const std::vector<f
     return fmt::format("{} elements against {}", got.size(), want.size());
   double largest = 0;
   for (const float w : want) largest = std::max(largest, std::fabs(double(w)));
-  const double ulp = unit_roundoff(dtype);
+  const double spacing = relative_spacing(dtype);
   std::size_t bad = 0, first = 0;
   for (std::size_t i = 0; i < got.size(); ++i) {
     const double g = got[i], w = want[i];
     const bool close =
-        std::isfinite(g) && std::fabs(g - w) <= 2 * ulp * std::fabs(w) + ulp * largest / 8;
+        std::isfinite(g) && std::fabs(g - w) <= 2 * spacing * std::fabs(w) + spacing * largest / 8;
     if (!close && bad++ == 0) first = i;
   }
   if (bad == 0) return {};

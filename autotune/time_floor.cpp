@@ -8,7 +8,7 @@ TensorPeak tensor_peak(int major, int minor, int sm_count, double clock_khz) {
   int flops = 0;
   if (major == 9 && minor == 0) flops = 4096;
   if (major == 8 && minor == 0) flops = 2048;
-  if (major == 8 && (minor == 6 || minor == 7 || minor == 9)) flops = 1024;
+  if (major == 8 && (minor == 6 || minor == 9)) flops = 1024;
   return TensorPeak{sm_count, clock_khz, flops};
 }
 

@@ -17,7 +17,8 @@ struct TensorPeak {
   int flops_per_sm_clock = 0;  // dense 16-bit tensor-core FLOPs per SM per clock; 0: unknown
 };
 // The peak for compute capability `major`.`minor`: 4096 FLOPs per SM per clock on sm_90 (wgmma),
-// 2048 on sm_80, 1024 on sm_86 / sm_87 / sm_89; 0 (no floor) elsewhere.
+// 2048 on sm_80, 1024 on sm_86 / sm_89; 0 (no floor) elsewhere. It must never be below the real
+// rate, or the early stop could skip a candidate that wins.
 TensorPeak tensor_peak(int major, int minor, int sm_count, double clock_khz);
 
 // Milliseconds: ceil(tiles / SMs) tiles of 2 * block_m * block_n * K' FLOPs (K' = K rounded up to

@@ -34,10 +34,6 @@ int accumulator_registers(const ProjectionSpec& spec, const TileConfig& c) {
   return 4 * mf * (nf + xa_per_warp);
 }
 
-}  // namespace
-
-namespace {
-
 // A candidate's module, loaded, and its launch handle.
 struct LoadedCandidate {
   cuda::Module module;
@@ -47,51 +43,37 @@ struct LoadedCandidate {
 // Elements of each result compared: 32 MB of 16-bit values, the first rows of y (or all of dA/dB).
 constexpr std::size_t kCheckedElements = std::size_t{1} << 24;
 
-// The fastest of `timed` (sorted by time) whose result matches the default config's on the
-// problem (the configs differ only in tiling and summation order): a kernel that is wrong for
-// this shape is never picked. The ones that differ are marked pruned and counted. Falls back to
-// the default config itself, compiled and timed here if it was not a timed candidate.
+// The default config's result on the tuning problem, which every faster candidate must reproduce
+// up to rounding (configs differ only in tiling and summation order). Empty when the default
+// cannot run here (it does not fit the device or does not compile): nothing is checked then.
+// Throws Error when the default's own result is not finite: that shape needs a look, not a tune.
 template <class Load>
-const CompiledCandidate* pick_checked_winner(const ProjectionSpec& spec,
-                                             const cuda::DeviceInfo& device, const std::string& key,
-                                             const TuningProblem& problem, CUstream stream,
-                                             const std::vector<CompiledCandidate*>& timed,
-                                             const Load& load, TuneResult& result) {
-  const TileConfig reference_config = default_config(spec, device.arch());
-  auto is_reference = [&](const CompiledCandidate* c) { return c->config == reference_config; };
-  if (is_reference(timed.front())) return timed.front();
+std::vector<float> reference_result(const ProjectionSpec& spec, const cuda::DeviceInfo& device,
+                                    const std::string& key, const TuningProblem& problem,
+                                    CUstream stream, const Load& load, TuneResult& result) {
+  const TileConfig config = default_config(spec, device.arch());
   const auto found = std::find_if(
       result.candidates.begin(), result.candidates.end(),
-      [&](const CompiledCandidate& c) { return is_reference(&c) && c.pruned.empty(); });
-  if (found == result.candidates.end()) {
-    result.reference = compile_candidates(spec, {reference_config}, device.arch(),
-                                          device.smem_optin_bytes, key, 1)[0];
-    if (!result.reference->pruned.empty()) return timed.front();  // nothing to check against
+      [&](const CompiledCandidate& c) { return c.config == config && c.pruned.empty(); });
+  const CompiledCandidate* reference = found != result.candidates.end() ? &*found : nullptr;
+  if (!reference) {
+    try {
+      result.reference =
+          compile_candidates(spec, {config}, device.arch(), device.smem_optin_bytes, key, 1)[0];
+    } catch (const CompileError&) {
+      return {};
+    }
+    if (!result.reference->pruned.empty()) return {};
+    reference = &*result.reference;
   }
-  const CompiledCandidate& reference =
-      found != result.candidates.end() ? *found : *result.reference;
-  const DType dtype = family_of(spec.op) == KernelFamily::gemm ? spec.act : spec.lora;
-  const std::vector<float> expected =
-      problem.run_and_read(load(reference).handle, stream, kCheckedElements);
-  for (CompiledCandidate* c : timed) {
-    if (is_reference(c)) return c;
-    const std::string difference = result_difference(
-        problem.run_and_read(load(*c).handle, stream, kCheckedElements), expected, dtype);
-    if (difference.empty()) return c;
-    c->pruned = "its result differs from the default config's: " + difference;
-    ++result.mismatched;
-  }
-  if (found == result.candidates.end()) {  // time the fallback as the candidates were
-    cuda::Event before, after;
-    const LoadedCandidate loaded = load(reference);
-    problem.launch(loaded.handle, stream);
-    before.record(stream);
-    problem.launch(loaded.handle, stream);
-    after.record(stream);
-    result.reference->time_ms = after.elapsed_since(before);
-    return &*result.reference;
-  }
-  return &*found;
+  std::vector<float> expected =
+      problem.run_and_read(load(*reference).handle, stream, kCheckedElements);
+  if (!std::all_of(expected.begin(), expected.end(), [](float v) { return std::isfinite(v); }))
+    throw Error(
+        fmt::format("autotune: the default config {} gives non-finite results for {} "
+                    "(key {})",
+                    config.name(), spec.describe(), key));
+  return expected;
 }
 
 }  // namespace
@@ -288,17 +270,12 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
     prepare_function(loaded.handle.function, loaded.handle.dynamic_smem);
     return loaded;
   };
-  double best = 1e30;
-  std::vector<CompiledCandidate*> timed;
-  for (const auto& [floor_ms, candidate] : order) {
-    if (floor_ms >= best) {
-      result.cannot_win = static_cast<int>(order.size()) - result.timed;
-      break;
-    }
-    CompiledCandidate& c = *candidate;
-    const LoadedCandidate loaded = load(c);
-    problem.launch(loaded.handle, stream.get());  // warm-up
-    // One timed launch first; candidates already 1.5x slower than the best stop there.
+  const DType result_dtype = family_of(spec.op) == KernelFamily::gemm ? spec.act : spec.lora;
+  const std::vector<float> expected =
+      reference_result(spec, device, key, problem, stream.get(), load, result);
+  // Median of up to 5 launches after a warm-up; one launch when that is already 1.5x the best.
+  auto time_candidate = [&](CompiledCandidate& c, const LoadedCandidate& loaded, double best) {
+    problem.launch(loaded.handle, stream.get());
     std::vector<float> times;
     for (int rep = 0; rep < 5; ++rep) {
       before.record(stream.get());
@@ -310,16 +287,46 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
     std::sort(times.begin(), times.end());
     c.time_ms = times[times.size() / 2];
     ++result.timed;
-    best = std::min(best, c.time_ms);
-    timed.push_back(&c);
+  };
+  double best = 1e30;
+  CompiledCandidate* winner = nullptr;
+  for (const auto& [floor_ms, candidate] : order) {
+    if (floor_ms >= best) {  // `best` is always a checked result's time
+      result.cannot_win = static_cast<int>(order.size()) - result.timed;
+      break;
+    }
+    CompiledCandidate& c = *candidate;
+    const LoadedCandidate loaded = load(c);
+    time_candidate(c, loaded, best);
+    if (c.time_ms >= best) continue;
+    // Only a candidate that would win is checked: a kernel wrong for this shape never wins.
+    if (!expected.empty()) {
+      const std::string difference =
+          result_difference(problem.run_and_read(loaded.handle, stream.get(), kCheckedElements),
+                            expected, result_dtype);
+      if (!difference.empty()) {
+        c.pruned = "its result differs from the default config's: " + difference;
+        ++result.mismatched;
+        continue;
+      }
+    }
+    best = c.time_ms;
+    winner = &c;
+  }
+  if (!winner && !expected.empty()) {  // every candidate that would win differed: the default
+    const TileConfig config = default_config(spec, device.arch());
+    for (CompiledCandidate& c : result.candidates)
+      if (c.config == config && c.pruned.empty()) winner = &c;
+    if (!winner) winner = &*result.reference;
+    time_candidate(*winner, load(*winner), 1e30);
   }
   stream.synchronize();
-  if (timed.empty())
-    throw Error(fmt::format("autotune: all {} candidates were pruned for {} (key {})",
-                            result.compiled, spec.describe(), key));
-  std::stable_sort(timed.begin(), timed.end(),
-                   [](const auto* a, const auto* b) { return a->time_ms < b->time_ms; });
-  result.best = *pick_checked_winner(spec, device, key, problem, stream.get(), timed, load, result);
+  if (!winner)
+    throw Error(
+        fmt::format("autotune: no candidate of {} for {} was both kept and right (key {}; "
+                    "{} pruned before timing, {} with results that differ)",
+                    result.compiled, spec.describe(), key, result.pruned, result.mismatched));
+  result.best = *winner;
   result.timing_seconds = seconds_since(start);
   return result;
 }

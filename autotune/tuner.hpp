@@ -51,7 +51,7 @@ struct TuneResult {
   std::vector<CompiledCandidate> candidates;  // all, with times for the timed ones
   int compiled = 0, pruned = 0, timed = 0;
   int cannot_win = 0;  // not timed: their time floor (autotune/time_floor.hpp) was above the best
-  int mismatched = 0;  // timed but dropped: their result differed from the default config's
+  int mismatched = 0;  // would have won but dropped: their result differed from the default's
   // The default config, when it was not a candidate: compiled to check the winner against.
   std::optional<CompiledCandidate> reference;
   double compile_seconds = 0, timing_seconds = 0;

@@ -167,9 +167,9 @@ std::vector<float> TuningProblem::run_and_read(const KernelHandle& kernel, CUstr
                                                std::size_t max_elements) const {
   const bool gemm = family_of(spec_.op) == KernelFamily::gemm;
   const DType dtype = gemm ? spec_.act : spec_.lora;
-  const std::size_t elements = gemm ? static_cast<std::size_t>(rows_) * gemm_view(spec_).n
-                                    : static_cast<std::size_t>(spec_.experts) * spec_.rank *
-                                          grad_view(spec_).d;
+  const std::size_t elements =
+      gemm ? static_cast<std::size_t>(rows_) * gemm_view(spec_).n
+           : static_cast<std::size_t>(spec_.experts) * spec_.rank * grad_view(spec_).d;
   const auto out = reinterpret_cast<CUdeviceptr>(gemm ? gemm_.y : grad_.out);
   const std::size_t bytes = elements * size_of(dtype);
   cuda::check(cuda::api().cuMemsetD8Async(out, 0xFF, bytes, stream), "cuMemsetD8Async(poison)");

@@ -76,8 +76,14 @@ void measure_row(const BenchOptions& o, const RowSpec& row, const std::filesyste
   {
     Runtime runtime(RuntimeOptions{
         .cache_path = cache, .tune = tune, .gemm_config = tune ? std::nullopt : o.gemm_config});
-    if (!tune && o.gemm_config) out["pinned"] = true;
     const double tune_seconds = prepare_all(runtime, spec, o, row, out);
+    // A pin applies on a cache miss; an entry already in --cache would win, so check.
+    if (!tune && o.gemm_config) {
+      if (out["config"] != o.gemm_config->name())
+        throw Error(fmt::format("--gemm-config {}: the row ran {} from the cache instead",
+                                o.gemm_config->name(), out["config"].get<std::string>()));
+      out["pinned"] = true;
+    }
     if (cold && tune) out["cold_tune_s"] = tune_seconds;
     out["tunes"] = runtime.stats().tunes;
     time_launches(runtime, spec, o, row, out);

@@ -71,6 +71,9 @@ struct Runtime::Impl {
         identity{device.name, device.arch(), device.sm_count, device.driver_version},
         cache_path(options.cache_path.empty() ? default_cache_path() : options.cache_path),
         store(cache_path) {
+    if (options.gemm_config && options.tune)
+      throw InvalidArgument("gemm_config", options.gemm_config->name(),
+                            "no pinned config with tune = true (tuning picks the config)");
     if (options.gemm_config) options.gemm_config->validate();
   }
 
@@ -112,6 +115,9 @@ struct Runtime::Impl {
     const TileConfig config = pinned ? *options.gemm_config : default_config(spec, identity.arch);
     const auto compiled =
         compile_candidates(spec, {config}, identity.arch, device.smem_optin_bytes, key.text(), 1);
+    if (pinned && compiled[0].pruned.find("shared memory") != std::string::npos)
+      throw InvalidArgument("gemm_config", config.name(),
+                            fmt::format("a config that fits this device ({})", compiled[0].pruned));
     ++stats.compiles;
     entry.config = config;
     entry.cubin = compiled[0].kernel.cubin;

@@ -22,11 +22,11 @@ struct WarmOutcome {
 // reduce_slots when the input is not grouped and k > 1, grad_a, grad_b).
 std::vector<ProjectionSpec> backward_ops(const ProjectionSpec& spec);
 
-// Without a GPU: compiles the default config of `spec` for `arch` (or `config`, a pinned choice
+// Without a GPU: compiles the default config of `spec` for `arch` (or `pinned`, a choice
 // for tests and reproductions) and stores it under the offline device identity, marked untuned (a
 // GPU machine later tunes it in place; until then an untuned Runtime runs it).
 WarmOutcome warm_offline(CacheStore& store, const ProjectionSpec& spec, std::int64_t tokens,
                          const std::string& arch,
-                         const std::optional<TileConfig>& config = std::nullopt);
+                         const std::optional<TileConfig>& pinned = std::nullopt);
 
 }  // namespace moejit
