@@ -18,6 +18,7 @@
 
 #include "autotune/tuner.hpp"
 #include "compiler/error.hpp"
+#include "compiler/kernel_view.hpp"
 #include "runtime/presets.hpp"
 #include "runtime/warm.hpp"
 #include "tests/gpu/backward_problem.hpp"
@@ -296,9 +297,11 @@ int worker_count() {
   return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 16u));
 }
 
-// `prepare` may fill the workers' cache files first (worker_cache) to pin kernels.
+// `prepare` may fill the workers' cache files first (worker_cache) to pin kernels; `inspect` sees
+// them after the cases ran.
 void run_cases(const std::vector<QuantCase>& cases, int workers,
-               const std::function<void(const std::filesystem::path&)>& prepare = {}) {
+               const std::function<void(const std::filesystem::path&)>& prepare = {},
+               const std::function<void(const std::filesystem::path&)>& inspect = {}) {
   const TempDir dir("moejit-quant-gemm-test");
   if (prepare) prepare(dir.path());
   const auto start = std::chrono::steady_clock::now();
@@ -314,6 +317,7 @@ void run_cases(const std::vector<QuantCase>& cases, int workers,
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << "checked " << cases.size() << " quantized-weight cases (" << failed << " failed) on "
             << workers << " workers in " << seconds << " s\n";
+  if (inspect) inspect(dir.path());
 }
 
 // Also checks accuracy; each op runs twice and must repeat itself bit for bit.
@@ -339,14 +343,23 @@ TEST(QuantGemm, TmaKernelMatchesReference) {
   const TileConfig tma = quantized_tma_config();
   const std::vector<QuantCase> cases = tma_cases();
   ASSERT_FALSE(cases.empty());
-  run_cases(cases, 1, [&](const std::filesystem::path& dir) {
-    CacheStore store(worker_cache(dir, 0));
-    for (const QuantCase& c : cases) {
-      EXPECT_EQ(warm_offline(store, c.spec, c.tokens, "sm_90a", tma).config, tma);
-      for (const ProjectionSpec& op : backward_ops(c.spec))
-        if (op.op == OpKind::backward_dx) warm_offline(store, op, c.tokens, "sm_90a", tma);
-    }
-  });
+  run_cases(
+      cases, 1,
+      [&](const std::filesystem::path& dir) {
+        CacheStore store(worker_cache(dir, 0));
+        for (const QuantCase& c : cases) {
+          EXPECT_EQ(warm_offline(store, c.spec, c.tokens, "sm_90a", tma).config, tma);
+          for (const ProjectionSpec& op : backward_ops(c.spec))
+            if (op.op == OpKind::backward_dx) warm_offline(store, op, c.tokens, "sm_90a", tma);
+        }
+      },
+      [&](const std::filesystem::path& dir) {  // the GEMMs really ran the pinned kernel
+        for (const CacheEntry& e : CacheStore(worker_cache(dir, 0)).list()) {
+          if (family_of(e.key.spec.op) == KernelFamily::gemm) {
+            EXPECT_EQ(e.config, tma) << e.key.spec.describe();
+          }
+        }
+      });
 }
 
 }  // namespace
