@@ -12,22 +12,46 @@ namespace moejit::cuda {
 
 // The driver entry points moejit calls, resolved once through cuGetProcAddress.
 struct Api {
-#define MOEJIT_CUDA_API(X)                                                                         \
-  X(cuInit)                                                                                        \
-  X(cuDriverGetVersion)                                                                            \
-  X(cuDeviceGetCount)                                                                              \
-  X(cuDeviceGet)                                                                                   \
-  X(cuDeviceGetName)                                                                               \
-  X(cuDeviceGetAttribute) X(cuDeviceTotalMem) X(cuCtxGetCurrent) X(cuCtxSetCurrent)                \
-      X(cuCtxGetDevice) X(cuCtxSynchronize) X(cuDevicePrimaryCtxRetain)                            \
-          X(cuDevicePrimaryCtxRelease) X(cuModuleLoadData) X(cuModuleUnload)                       \
-              X(cuModuleGetFunction) X(cuFuncSetAttribute) X(cuFuncGetAttribute) X(cuLaunchKernel) \
-                  X(cuMemAlloc) X(cuMemFree) X(cuMemcpyHtoD) X(cuMemcpyDtoH) X(cuMemcpyHtoDAsync)  \
-                      X(cuMemsetD8) X(cuMemsetD8Async) X(cuMemGetInfo) X(cuStreamCreate)           \
-                          X(cuStreamDestroy) X(cuStreamSynchronize) X(cuEventCreate)               \
-                              X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime)         \
-                                  X(cuEventDestroy) X(cuGetErrorString) X(cuGetErrorName)          \
-                                      X(cuTensorMapEncodeTiled)
+// One entry point per line: clang-format keeps this layout (it re-flowed a packed list forever).
+#define MOEJIT_CUDA_API(X)     \
+  X(cuInit)                    \
+  X(cuDriverGetVersion)        \
+  X(cuDeviceGetCount)          \
+  X(cuDeviceGet)               \
+  X(cuDeviceGetName)           \
+  X(cuDeviceGetAttribute)      \
+  X(cuDeviceTotalMem)          \
+  X(cuCtxGetCurrent)           \
+  X(cuCtxSetCurrent)           \
+  X(cuCtxGetDevice)            \
+  X(cuCtxSynchronize)          \
+  X(cuDevicePrimaryCtxRetain)  \
+  X(cuDevicePrimaryCtxRelease) \
+  X(cuModuleLoadData)          \
+  X(cuModuleUnload)            \
+  X(cuModuleGetFunction)       \
+  X(cuFuncSetAttribute)        \
+  X(cuFuncGetAttribute)        \
+  X(cuLaunchKernel)            \
+  X(cuMemAlloc)                \
+  X(cuMemFree)                 \
+  X(cuMemcpyHtoD)              \
+  X(cuMemcpyDtoH)              \
+  X(cuMemcpyHtoDAsync)         \
+  X(cuMemsetD8)                \
+  X(cuMemsetD8Async)           \
+  X(cuMemGetInfo)              \
+  X(cuStreamCreate)            \
+  X(cuStreamDestroy)           \
+  X(cuStreamSynchronize)       \
+  X(cuEventCreate)             \
+  X(cuEventRecord)             \
+  X(cuEventSynchronize)        \
+  X(cuEventElapsedTime)        \
+  X(cuEventDestroy)            \
+  X(cuGetErrorString)          \
+  X(cuGetErrorName)            \
+  X(cuTensorMapEncodeTiled)
 #define MOEJIT_DECLARE_FN(name) decltype(&::name) name = nullptr;
   MOEJIT_CUDA_API(MOEJIT_DECLARE_FN)
 #undef MOEJIT_DECLARE_FN

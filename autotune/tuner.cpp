@@ -34,6 +34,12 @@ int accumulator_registers(const ProjectionSpec& spec, const TileConfig& c) {
   return 4 * mf * (nf + xa_per_warp);
 }
 
+// Dynamic shared memory a config may take without a device to ask: the smallest opt-in limit of
+// its target (227 KB on Hopper, 99 KB on sm_86/sm_89), less static memory.
+int untuned_smem_limit(const std::string& arch) {
+  return (arch == "sm_90a" ? 227 : 99) * 1024 - 1024;
+}
+
 // A candidate's module, loaded, and its launch handle.
 struct LoadedCandidate {
   cuda::Module module;
@@ -43,37 +49,40 @@ struct LoadedCandidate {
 // Elements of each result compared: 32 MB of 16-bit values, the first rows of y (or all of dA/dB).
 constexpr std::size_t kCheckedElements = std::size_t{1} << 24;
 
-// The default config's result on the tuning problem, which every faster candidate must reproduce
-// up to rounding (configs differ only in tiling and summation order). Empty when the default
-// cannot run here (it does not fit the device or does not compile): nothing is checked then.
+// The default config (a candidate, or compiled into result.reference) and its result on the
+// tuning problem, which every faster candidate must reproduce up to rounding (configs differ only
+// in tiling and summation order).
+struct Reference {
+  CompiledCandidate* candidate = nullptr;  // null when the default cannot run here: no checks
+  std::vector<float> values;
+};
+
 // Throws Error when the default's own result is not finite: that shape needs a look, not a tune.
 template <class Load>
-std::vector<float> reference_result(const ProjectionSpec& spec, const cuda::DeviceInfo& device,
-                                    const std::string& key, const TuningProblem& problem,
-                                    CUstream stream, const Load& load, TuneResult& result) {
+Reference reference_result(const ProjectionSpec& spec, const cuda::DeviceInfo& device,
+                           const std::string& key, const TuningProblem& problem, CUstream stream,
+                           const Load& load, TuneResult& result) {
   const TileConfig config = default_config(spec, device.arch());
-  const auto found = std::find_if(
-      result.candidates.begin(), result.candidates.end(),
-      [&](const CompiledCandidate& c) { return c.config == config && c.pruned.empty(); });
-  const CompiledCandidate* reference = found != result.candidates.end() ? &*found : nullptr;
-  if (!reference) {
+  Reference out;
+  for (CompiledCandidate& c : result.candidates)
+    if (c.config == config && c.pruned.empty()) out.candidate = &c;
+  if (!out.candidate) {
     try {
       result.reference =
           compile_candidates(spec, {config}, device.arch(), device.smem_optin_bytes, key, 1)[0];
     } catch (const CompileError&) {
-      return {};
+      return out;
     }
-    if (!result.reference->pruned.empty()) return {};
-    reference = &*result.reference;
+    if (!result.reference->pruned.empty()) return out;
+    out.candidate = &*result.reference;
   }
-  std::vector<float> expected =
-      problem.run_and_read(load(*reference).handle, stream, kCheckedElements);
-  if (!std::all_of(expected.begin(), expected.end(), [](float v) { return std::isfinite(v); }))
+  out.values = problem.run_and_read(load(*out.candidate).handle, stream, kCheckedElements);
+  if (!std::all_of(out.values.begin(), out.values.end(), [](float v) { return std::isfinite(v); }))
     throw Error(
         fmt::format("autotune: the default config {} gives non-finite results for {} "
                     "(key {})",
                     config.name(), spec.describe(), key));
-  return expected;
+  return out;
 }
 
 }  // namespace
@@ -128,8 +137,7 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
                                {128, 128, 2, 2}, {128, 128, 2, 4}, {128, 128, 4, 2},
                                {64, 256, 1, 4},  {128, 256, 2, 4}, {256, 128, 4, 2}};
   std::vector<TileConfig> out;
-  const bool quantized =
-      spec.weights == WeightFormat::nf4 || spec.weights == WeightFormat::int8_rowwise;
+  const bool quantized = is_quantized(spec.weights);
   auto add_wgmma = [&] {
     for (int bm : {64, 128})
       for (int bn : {128, 256})
@@ -154,16 +162,13 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
 
 std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::string& arch) {
   if (!wgmma_supported(spec, arch)) return {};
-  const bool quantized =
-      spec.weights == WeightFormat::nf4 || spec.weights == WeightFormat::int8_rowwise;
-  constexpr int kHopperSmem = 227 * 1024 - 1024;  // opt-in limit less static shared memory
   std::vector<TileConfig> out;
   for (int bm : {128, 64})
     for (int bn : {256, 128}) {
-      if (quantized && bn > 128) continue;
+      if (is_quantized(spec.weights) && bn > 128) continue;
       for (int stages : {3, 4, 5, 6}) {
         const TileConfig c{bm, bn, 64, bm / 16, 1, stages, true, true};
-        if (dynamic_smem_bytes(spec, c) <= kHopperSmem) out.push_back(c);
+        if (dynamic_smem_bytes(spec, c) <= untuned_smem_limit(arch)) out.push_back(c);
       }
     }
   return out;
@@ -172,14 +177,12 @@ std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::st
 TileConfig default_config(const ProjectionSpec& spec, const std::string& arch) {
   if (family_of(spec.op) == KernelFamily::lora_grad) return lora_grad_default(spec);
   if (!is_tuned_op(spec.op)) return TileConfig{};
-  // Without tuning there is no device limit to prune by: the default must fit the smallest opt-in
-  // shared memory of its target (227 KB on Hopper, 99 KB on sm_86/sm_89), less static memory.
-  const int smem_limit = (arch == "sm_90a" ? 227 : 99) * 1024 - 1024;
-  auto fits = [&](const TileConfig& c) { return dynamic_smem_bytes(spec, c) <= smem_limit; };
+  auto fits = [&](const TileConfig& c) {
+    return dynamic_smem_bytes(spec, c) <= untuned_smem_limit(arch);
+  };
   // Quantized weights are decoded by the warps that also run the math: tuning on the H100 picks
   // mma.sync tiles with 8 warps for them (bench/NOTES.md), so the default does too.
-  const bool quantized =
-      spec.weights == WeightFormat::nf4 || spec.weights == WeightFormat::int8_rowwise;
+  const bool quantized = is_quantized(spec.weights);
   if (quantized && fits(TileConfig{128, 128, 32, 4, 2, 2}))
     return TileConfig{128, 128, 32, 4, 2, 2};
   if (wgmma_supported(spec, arch))
@@ -271,7 +274,7 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
     return loaded;
   };
   const DType result_dtype = family_of(spec.op) == KernelFamily::gemm ? spec.act : spec.lora;
-  const std::vector<float> expected =
+  const Reference reference =
       reference_result(spec, device, key, problem, stream.get(), load, result);
   // Median of up to 5 launches after a warm-up; one launch when that is already 1.5x the best.
   auto time_candidate = [&](CompiledCandidate& c, const LoadedCandidate& loaded, double best) {
@@ -300,10 +303,10 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
     time_candidate(c, loaded, best);
     if (c.time_ms >= best) continue;
     // Only a candidate that would win is checked: a kernel wrong for this shape never wins.
-    if (!expected.empty()) {
+    if (reference.candidate) {
       const std::string difference =
           result_difference(problem.run_and_read(loaded.handle, stream.get(), kCheckedElements),
-                            expected, result_dtype);
+                            reference.values, result_dtype);
       if (!difference.empty()) {
         c.pruned = "its result differs from the default config's: " + difference;
         ++result.mismatched;
@@ -313,11 +316,8 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
     best = c.time_ms;
     winner = &c;
   }
-  if (!winner && !expected.empty()) {  // every candidate that would win differed: the default
-    const TileConfig config = default_config(spec, device.arch());
-    for (CompiledCandidate& c : result.candidates)
-      if (c.config == config && c.pruned.empty()) winner = &c;
-    if (!winner) winner = &*result.reference;
+  if (!winner && reference.candidate) {  // every candidate that would win differed: the default
+    winner = reference.candidate;
     time_candidate(*winner, load(*winner), 1e30);
   }
   stream.synchronize();

@@ -111,8 +111,7 @@ void ProjectionSpec::validate() const {
   require(rank >= 1 && rank <= 256, "rank", rank, "1 <= rank <= 256");
   if (act == DType::fp32)
     throw InvalidArgument("act", "fp32", "bf16 or fp16 (activations are 16-bit)");
-  const bool quantized = weights == WeightFormat::nf4 || weights == WeightFormat::int8_rowwise;
-  if (!quantized && static_cast<int>(weights) != static_cast<int>(act))
+  if (!is_quantized(weights) && static_cast<int>(weights) != static_cast<int>(act))
     throw InvalidArgument(
         "weights", std::string(to_string(weights)),
         "the act dtype (" + std::string(to_string(act)) + ") for unquantized base weights");

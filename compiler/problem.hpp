@@ -19,6 +19,10 @@ enum class OpKind : std::uint8_t { forward, backward_dx, grad_a, grad_b, pack_b,
 std::string_view to_string(DType);
 std::string_view to_string(IndexType);
 std::string_view to_string(WeightFormat);
+// nf4 and int8_rowwise: decoded inside the kernels rather than read as 16-bit values.
+inline bool is_quantized(WeightFormat w) {
+  return w == WeightFormat::nf4 || w == WeightFormat::int8_rowwise;
+}
 std::string_view to_string(WeightLayout);
 std::string_view to_string(BStorage);
 std::string_view to_string(OpKind);

@@ -57,9 +57,7 @@ TEST(CandidateConfigs, WgmmaOnlyWhereSupported) {
         EXPECT_FALSE(any_wgmma) << arch << " has no wgmma instructions";
       }
       // On Hopper 16-bit weights get only wgmma tiles (every tuned run picked one there).
-      const bool quantized =
-          spec.weights == WeightFormat::nf4 || spec.weights == WeightFormat::int8_rowwise;
-      if (any_wgmma && !quantized) {
+      if (any_wgmma && !is_quantized(spec.weights)) {
         EXPECT_TRUE(std::all_of(configs.begin(), configs.end(), [](const TileConfig& c) {
           return c.wgmma;
         })) << spec.describe();

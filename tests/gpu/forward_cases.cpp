@@ -24,26 +24,17 @@ bool fits(const ForwardCase& c, int smem_budget) {
 }
 
 TileConfig random_config(KernelFamily family, Rng& rng) {
-  if (family == KernelFamily::tma) {
+  if (family != KernelFamily::mma_sync) {
+    const bool tma = family == KernelFamily::tma;  // which also runs with 2 stages
     const int block_m = pick({64, 128}, rng);
     return TileConfig{.block_m = block_m,
                       .block_n = pick({64, 128, 256}, rng),
                       .block_k = 64,
                       .warps_m = block_m / 16,
                       .warps_n = 1,
-                      .stages = pick({2, 3, 4, 5, 6}, rng),
+                      .stages = tma ? pick({2, 3, 4, 5, 6}, rng) : pick({3, 4, 5, 6}, rng),
                       .wgmma = true,
-                      .tma = true};
-  }
-  if (family == KernelFamily::wgmma) {
-    const int block_m = pick({64, 128}, rng);
-    return TileConfig{.block_m = block_m,
-                      .block_n = pick({64, 128, 256}, rng),
-                      .block_k = 64,
-                      .warps_m = block_m / 16,
-                      .warps_n = 1,
-                      .stages = pick({3, 4, 5, 6}, rng),
-                      .wgmma = true};
+                      .tma = tma};
   }
   const auto [warps_m, warps_n] = pick<std::pair<int, int>>({{2, 2}, {2, 4}, {4, 2}}, rng);
   const int block_m = pick({64, 128}, rng), block_n = pick({64, 128}, rng);
