@@ -144,10 +144,15 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
         for (int stages : {3, 4, 5})
           out.push_back(TileConfig{bm, bn, 64, bm / 16, 1, stages, true});
   };
+  auto add_tma = [&] {
+    const std::vector<TileConfig> tma = tma_candidates(spec, arch);
+    out.insert(out.end(), tma.begin(), tma.end());
+  };
   if (wgmma_supported(spec, arch) && !quantized) {
     // Hopper with 16-bit weights: every tuned forward and dX of the H100 runs picked a wgmma tile
     // (bench/results), so the mma.sync tiles are not worth their compile time there.
     add_wgmma();
+    add_tma();
     return out;
   }
   for (const Shape& s : kShapes)
@@ -156,7 +161,10 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
         const TileConfig c{s.bm, s.bn, bk, s.wm, s.wn, stages};
         if (accumulator_registers(spec, c) <= 160) out.push_back(c);
       }
-  if (wgmma_supported(spec, arch)) add_wgmma();
+  if (wgmma_supported(spec, arch)) {
+    add_wgmma();
+    add_tma();
+  }
   return out;
 }
 

@@ -20,8 +20,7 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec,
                                           const std::string& arch = "sm_80");
 // The warp-specialized TMA kernel's configs for `spec` on `arch` (empty where it cannot serve):
 // block_m 128 or 64, block_n 256 or 128 (128 for quantized weights, whose decoding loader would
-// spill at 256), 3 to 6 stages within Hopper's shared memory. Joins candidate_configs once the GPU
-// sweeps have passed on Hopper (bench/NOTES.md, v5).
+// spill at 256), 3 to 6 stages within Hopper's shared memory. Part of candidate_configs on sm_90a.
 std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::string& arch);
 // The config used without tuning on `arch`: a heuristic choice.
 TileConfig default_config(const ProjectionSpec& spec, const std::string& arch = "sm_80");

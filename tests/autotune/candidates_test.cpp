@@ -94,15 +94,18 @@ TEST(DefaultConfig, ValidatesAndRendersForEverySpec) {
     }
 }
 
-// The TMA kernel's configs, not yet offered by candidate_configs: only where wgmma serves the spec,
+// The TMA kernel's configs: only where wgmma serves the spec, all offered by candidate_configs,
 // all within Hopper's shared memory, and (for the most common shape) compiling without spills,
-// so that offering them will not just add pruned compiles.
+// so that offering them does not just add pruned compiles.
 TEST(TmaCandidates, FitHopperAndCompileWithoutSpills) {
   for (const ProjectionSpec& spec : specs_under_test()) {
     const auto configs = tma_candidates(spec, "sm_90a");
     EXPECT_EQ(!configs.empty(), wgmma_supported(spec, "sm_90a")) << spec.describe();
     EXPECT_TRUE(tma_candidates(spec, "sm_89").empty());
+    std::set<std::string> offered;
+    for (const TileConfig& c : candidate_configs(spec, "sm_90a")) offered.insert(c.name());
     for (const TileConfig& c : configs) {
+      EXPECT_TRUE(offered.contains(c.name())) << c.name() << " not offered for " << spec.describe();
       EXPECT_TRUE(c.wgmma && c.tma) << c.name();
       EXPECT_LE(dynamic_smem_bytes(spec, c), 227 * 1024 - 1024) << c.name();
     }
