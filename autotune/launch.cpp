@@ -71,6 +71,9 @@ void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const
   const LaunchDims dims = launch_dims(spec, kernel.config, rows, kernel.sm_count);
   if (dims.grid_x > INT_MAX)
     throw InvalidArgument("rows", std::to_string(rows), "a grid of at most 2^31-1 CTAs");
+  if (kernel.config.tma && rows > INT_MAX)
+    throw InvalidArgument("rows", std::to_string(rows),
+                          "at most 2^31-1 routed rows (the TMA kernel's 32-bit x row indices)");
   ForwardTensorMaps maps;
   void* args[] = {const_cast<void*>(params), &maps};
   if (kernel.config.tma)

@@ -12,7 +12,8 @@
 # MOEJIT_BENCH_ARGS for moejit_bench alone (default: the four weight formats, bf16 autotuned),
 # COMPOSITION_ARGS for composition.py alone (default: bf16 and nf4); an empty value drops a
 # default. CARRY_LIB: the carried libraries (default .carry/lib); RACECHECK_TEST names the test
-# run under racecheck.
+# run under racecheck (RACECHECK_TEST=none: none); TESTS_REGEX keeps only the GPU tests it matches
+# (ctest -R), in the tests and sanitizer stages, for a quick check within the device time.
 # Every stage runs even when an earlier one failed; the exit status is non-zero if any failed (a
 # stage recorded SKIP, e.g. sass without cuobjdump, did not run its check and does not fail it).
 # Writes at most 8 files into OUT: sass.log, gpu-tests.log, sanitizer.log, bench.log, moejit.jsonl,
@@ -94,7 +95,8 @@ stage_sass() {
 
 stage_tests() {
   command -v ctest >/dev/null || { record tests FAIL "ctest not found"; return; }
-  timeout "$TESTS_TIMEOUT" ctest --test-dir "$BUILD" -L gpu --no-tests=error --output-on-failure \
+  timeout "$TESTS_TIMEOUT" ctest --test-dir "$BUILD" -L gpu ${TESTS_REGEX:+-R "$TESTS_REGEX"} \
+    --no-tests=error --output-on-failure \
     >"$OUT/gpu-tests.log" 2>&1
   local rc=$? counts
   counts=$(grep -E 'tests passed|No tests were found' "$OUT/gpu-tests.log" | tail -n 1)
@@ -103,7 +105,7 @@ stage_tests() {
 
 # One line per GPU test: its environment (K=V ...) TAB its command, both shell-quoted.
 list_gpu_tests() {
-  ctest --test-dir "$BUILD" -L gpu --show-only=json-v1 | python3 -c '
+  ctest --test-dir "$BUILD" -L gpu ${TESTS_REGEX:+-R "$TESTS_REGEX"} --show-only=json-v1 | python3 -c '
 import json, shlex, sys
 for test in json.load(sys.stdin)["tests"]:
     env = [v for p in test.get("properties", []) if p["name"] == "ENVIRONMENT" for v in p["value"]]

@@ -6,7 +6,8 @@
 // epilogue of the previous one.
 //  - The loader brings the weight tile and the LoRA A tile by TMA (3-D tensor maps with the
 //    128-byte swizzle; parts past K, N or r arrive as zeros) and the gathered x rows by cp.async,
-//    one 128-byte row slice per thread; both complete on the stage's `full` mbarrier. Once a tile's
+//    eight threads per 128-byte row slice so that a warp's copy reads whole rows; both complete
+//    on the stage's `full` mbarrier. Once a tile's
 //    first stages are issued it stages the destination rows and B_e's columns for its epilogue
 //    (double-buffered).
 //  - The accumulators run wgmma on each stage (x * A^T as extra m64n16 products on the same x
@@ -257,6 +258,11 @@ struct ForwardTmaKernel {
       dst = Cfg::kGroupedOut ? row : slot;
     }
   }
+  __device__ static long long source_row(const ForwardParams& p, const OutputTile& t, int row) {
+    long long src, dst;
+    row_ends(p, t, row, src, dst);
+    return src;
+  }
 
   // The loader's per-tile work for the epilogue: the destination row of its x row and B_e's
   // columns (act dtype, zero-padded to RP ranks) into `inputs`.
@@ -286,8 +292,13 @@ struct ForwardTmaKernel {
 
   __device__ static void load(const ForwardParams& p, const ForwardTensorMaps& maps, char* smem,
                               const Barriers& bars, const Schedule& s, bool base) {
-    constexpr int kChunks = BM / 16;  // 16-byte x chunks per loader thread and stage
-    const int my_row = threadIdx.x * kChunks / 8, my_chunk = threadIdx.x * kChunks % 8;
+    // x: thread i copies 16-byte chunk i % 8 of rows i / 8, i / 8 + 16, ... of each stage, so a
+    // warp's copy instruction reads four whole 128-byte row slices (one row per thread would
+    // touch 32 rows and half of each 32-byte sector).
+    constexpr int kRowsPerThread = BM / 16;
+    const int x_row0 = threadIdx.x / 8, x_chunk = threadIdx.x % 8;
+    // The epilogue's destination rows: one per thread.
+    const int my_row = threadIdx.x;
     const bool leader = threadIdx.x == 0;
     if (leader) {
       if (base && !kQuant) prefetch_tensor_map(&maps.w);  // not encoded otherwise
@@ -306,16 +317,19 @@ struct ForwardTmaKernel {
     for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
       OutputTile t;
       if (!tile_at(p, s, linear, base, t)) continue;
-      long long src = -1, dst = -1;
-      row_ends(p, t, my_row, src, dst);
+      int src[kRowsPerThread];  // x rows (fewer than 2^31), 32-bit so the loader does not spill
+#pragma unroll
+      for (int i = 0; i < kRowsPerThread; ++i)
+        src[i] = static_cast<int>(source_row(p, t, x_row0 + 16 * i));
       // Staged once the tile's first stages are issued: the accumulators need them only in the
-      // epilogue, and the loader would otherwise wait for a free stage meanwhile. (The row ends
-      // are looked up again rather than held in registers across the stages.)
+      // epilogue, and the loader would otherwise wait for a free stage meanwhile. (The destination
+      // rows are looked up then rather than held in registers across the stages.)
       auto stage_epilogue_inputs = [&] {
-        row_ends(p, t, my_row, src, dst);
+        long long unused_src, dst;
+        row_ends(p, t, my_row, unused_src, dst);
         mbarrier_wait(bars.inputs_empty(inputs.slot), inputs.phase ^ 1);
         stage_inputs(p, t, smem + kInputsOffset + inputs.slot * kInputsBytes, my_row, dst,
-                     my_chunk == 0, base);
+                     my_row < BM, base);
         mbarrier_arrive(bars.inputs_full(inputs.slot));
         inputs.advance();
       };
@@ -345,12 +359,12 @@ struct ForwardTmaKernel {
           }
           tma_load_3d(ws + kWBytes, &maps.a, full, kb * BK, 0, t.expert);
         }
+        const int k = kb * BK + x_chunk * 8;
 #pragma unroll
-        for (int c = 0; c < kChunks; ++c) {
-          const int ch = my_chunk + c, k = kb * BK + ch * 8;
-          const bool valid = src >= 0 && k < K;
-          cp_async_16(st + XTile::chunk_offset(my_row, ch) * 16, valid ? x + (src * K + k) * 2 : x,
-                      valid);
+        for (int i = 0; i < kRowsPerThread; ++i) {
+          const bool valid = src[i] >= 0 && k < K;
+          cp_async_16(st + XTile::chunk_offset(x_row0 + 16 * i, x_chunk) * 16,
+                      valid ? x + (static_cast<long long>(src[i]) * K + k) * 2 : x, valid);
         }
         cp_async_mbarrier_arrive(full);
         if constexpr (kQuant) {

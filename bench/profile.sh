@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Nsight Compute profile of one projection's step, run on the GPU machine from the repository root
+# with a carried build folder (as bench/device.sh): the time of every kernel of a forward and a
+# forward+backward step (kernels.csv, summed per kernel in kernels.txt), then the full section set
+# of the forward GEMM kernel (forward.txt). Finds what limits a kernel before it is changed.
+#
+#   bench/profile.sh [BUILD] PRESET PROJ WEIGHTS [GEMM_CONFIG]
+#
+# GEMM_CONFIG pins the forward and dX config (moejit_bench --gemm-config); without it the
+# runtime's default configs run. Writes into OUT (default BUILD/profile-out).
+set -euo pipefail
+BUILD=${1:-build}
+PRESET=${2:?preset}
+PROJ=${3:?gate_up or down}
+WEIGHTS=${4:?weights}
+GEMM_CONFIG=${5:-}
+OUT=${OUT:-$BUILD/profile-out}
+mkdir -p "$OUT"
+export PATH="/usr/local/cuda/bin:$PATH"
+export LD_LIBRARY_PATH="${CARRY_LIB:-$PWD/.carry/lib}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# An untuned row (tune only a format not measured) runs the default or the pinned config.
+other=int8; [[ $WEIGHTS == int8 ]] && other=bf16
+bench=("$BUILD/bench/moejit_bench" --presets "$PRESET" --proj "$PROJ" --weights "$WEIGHTS"
+  --tune-weights "$other" --no-first-launch --warmup 1 --reps 1
+  ${GEMM_CONFIG:+--gemm-config "$GEMM_CONFIG"})
+
+ncu --metrics gpu__time_duration.sum --csv --log-file "$OUT/kernels.csv" "${bench[@]}" \
+  >"$OUT/bench.jsonl" 2>"$OUT/ncu.log"
+python3 - "$OUT/kernels.csv" >"$OUT/kernels.txt" <<'PY'
+import collections, csv, re, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if r and not r[0].startswith("==")]
+head = rows[0]
+name, value = head.index("Kernel Name"), head.index("Metric Value")
+total = collections.defaultdict(lambda: [0, 0.0])
+for r in rows[1:]:
+    kernel = re.sub(r"<.*", "", r[name])
+    total[kernel][0] += 1
+    total[kernel][1] += float(r[value].replace(",", "")) / 1e3
+for kernel, (n, us) in sorted(total.items(), key=lambda kv: -kv[1][1]):
+    print(f"{us / n:10.1f} us  x{n:<3} {kernel}")
+PY
+cat "$OUT/kernels.txt"
+ncu --set full --kernel-name regex:moe_lora_forward --launch-skip 1 --launch-count 1 \
+  -o "$OUT/forward" -f "${bench[@]}" >>"$OUT/ncu.log" 2>&1
+ncu --import "$OUT/forward.ncu-rep" --page details >"$OUT/forward.txt"
+grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Stall|Issue Slots Busy|L2 Hit|DRAM Throughput|Bank" \
+  "$OUT/forward.txt" | head -40
