@@ -1,7 +1,8 @@
 #pragma once
-// Before a tuned config is stored, its result is compared with the default config's on the same
-// problem: configs differ only in tiling and summation order, so a larger difference means a
-// kernel that is wrong for this shape, and tuning must not pick it however fast it is.
+// Before a tuned config is stored, its result is compared with the reference config's
+// (reference_config in tuner.hpp) on the same problem: configs differ only in tiling and summation
+// order, so a larger difference means a kernel that is wrong for this shape, and tuning must not
+// pick it however fast it is.
 #include <cstdint>
 #include <string>
 #include <vector>

@@ -22,8 +22,13 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec,
 // block_m 128 or 64, block_n 256 or 128 (128 for quantized weights, whose decoding loader would
 // spill at 256), 3 to 6 stages within Hopper's shared memory. Part of candidate_configs on sm_90a.
 std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::string& arch);
-// The config used without tuning on `arch`: a heuristic choice.
+// The config used without tuning on `arch`: the measured best where one is known (the TMA kernel
+// on Hopper with 16-bit weights), else reference_config.
 TileConfig default_config(const ProjectionSpec& spec, const std::string& arch = "sm_80");
+// The config the tuner checks every would-be winner's result against: the longest-verified kernel
+// for the spec (mma.sync, or on Hopper the cp.async-fed wgmma tile), never the TMA kernel, so
+// that a TMA candidate is compared with an independent implementation.
+TileConfig reference_config(const ProjectionSpec& spec, const std::string& arch = "sm_80");
 // False for the small helper ops (pack_b, reduce_slots), which run their one fixed config.
 bool is_tuned_op(OpKind op);
 // True when the sm90 wgmma kernel can serve `spec` on `arch`.
@@ -50,8 +55,8 @@ struct TuneResult {
   std::vector<CompiledCandidate> candidates;  // all, with times for the timed ones
   int compiled = 0, pruned = 0, timed = 0;
   int cannot_win = 0;  // not timed: their time floor (autotune/time_floor.hpp) was above the best
-  int mismatched = 0;  // would have won but dropped: their result differed from the default's
-  // The default config, when it was not a candidate: compiled to check the winner against.
+  int mismatched = 0;  // would have won but dropped: their result differed from the reference's
+  // The reference config, when it was not a candidate: compiled to check the winner against.
   std::optional<CompiledCandidate> reference;
   double compile_seconds = 0, timing_seconds = 0;
 };

@@ -94,6 +94,29 @@ TEST(DefaultConfig, ValidatesAndRendersForEverySpec) {
     }
 }
 
+// Hopper with 16-bit weights defaults to the TMA kernel; the tuner's reference is never the TMA
+// kernel (so a TMA winner is checked against an independent kernel), and everything else defaults
+// to the reference.
+TEST(DefaultConfig, TmaOnHopperWithSixteenBitWeightsReferenceNeverTma) {
+  for (const std::string& arch : kArchs)
+    for (ProjectionSpec spec : specs_under_test()) {
+      const TileConfig reference = reference_config(spec, arch);
+      EXPECT_FALSE(reference.tma) << arch << " " << spec.describe();
+      EXPECT_NO_THROW(reference.validate()) << reference.name();
+      const TileConfig config = default_config(spec, arch);
+      if (wgmma_supported(spec, arch)) {
+        EXPECT_TRUE(config.tma) << config.name() << " for " << spec.describe();
+        EXPECT_LE(dynamic_smem_bytes(spec, config), 227 * 1024 - 1024) << config.name();
+        EXPECT_TRUE(config.block_n < 256 || spec.rank <= 64) << config.name() << " spills there";
+      } else {
+        EXPECT_EQ(config, reference) << arch << " " << spec.describe();
+      }
+      spec.weights = WeightFormat::nf4;
+      EXPECT_EQ(default_config(spec, arch), reference_config(spec, arch))
+          << "quantized weights: " << arch << " " << spec.describe();
+    }
+}
+
 // The TMA kernel's configs: only where wgmma serves the spec, all offered by candidate_configs,
 // all within Hopper's shared memory, and (for the most common shape) compiling without spills,
 // so that offering them does not just add pruned compiles.
