@@ -7,7 +7,9 @@
 #   bench/profile.sh [BUILD] PRESET PROJ WEIGHTS [GEMM_CONFIG]
 #
 # GEMM_CONFIG pins the forward and dX config (moejit_bench --gemm-config); without it the
-# runtime's default configs run. Writes into OUT (default BUILD/profile-out).
+# runtime's default configs run. Writes into OUT (default BUILD/profile-out): kernels.csv,
+# kernels.txt, forward.ncu-rep, forward.txt, forward-raw.csv, stalls.txt, bench.jsonl, ncu.log. Give each profile
+# its own flat OUT: the device machine returns a limited number of files.
 set -euo pipefail
 BUILD=${1:-build}
 PRESET=${2:?preset}
@@ -43,5 +45,21 @@ cat "$OUT/kernels.txt"
 ncu --set full --kernel-name regex:moe_lora_forward --launch-skip 1 --launch-count 1 \
   -o "$OUT/forward" -f "${bench[@]}" >>"$OUT/ncu.log" 2>&1
 ncu --import "$OUT/forward.ncu-rep" --page details >"$OUT/forward.txt"
-grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Stall|Issue Slots Busy|L2 Hit|DRAM Throughput|Bank" \
+grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|L2 Hit|DRAM Throughput|Bank|L1/TEX Hit|Mem Busy|Max Bandwidth|Mem Pipes Busy" \
   "$OUT/forward.txt" | head -40
+# Where the warps wait: the stall reasons of the forward kernel, largest first.
+ncu --import "$OUT/forward.ncu-rep" --page raw --csv >"$OUT/forward-raw.csv" 2>>"$OUT/ncu.log"
+python3 - "$OUT/forward-raw.csv" <<'PY' | tee "$OUT/stalls.txt"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+head, values = rows[0], rows[2]
+def number(v):
+    try:
+        return float(v.replace(",", ""))
+    except ValueError:
+        return None
+stalls = [(number(v), h) for h, v in zip(head, values)
+          if "issue_stalled_" in h and h.endswith(".ratio") and number(v) is not None]
+for v, h in sorted(stalls, reverse=True)[:12]:
+    print(f"{v:8.2f}  {h}")
+PY
