@@ -65,4 +65,20 @@ void Progress::stop_ticking() {
   if (ticker_.joinable()) ticker_.join();
 }
 
+std::string prepare_outcome(const RuntimeStats& before, const RuntimeStats& after) {
+  const auto compiled = after.compiles - before.compiles;
+  if (after.tunes > before.tunes) {
+    std::string text = fmt::format(
+        "tuned ({} candidates compiled, {} pruned, {} timed, {} left untimed by the time floor",
+        compiled, after.tune_pruned - before.tune_pruned, after.tune_timed - before.tune_timed,
+        after.tune_cannot_win - before.tune_cannot_win);
+    if (const auto mismatched = after.tune_mismatched - before.tune_mismatched; mismatched > 0)
+      text += fmt::format("; {} dropped: result differed from the reference config's", mismatched);
+    return text + ")";
+  }
+  if (compiled > 0) return "compiled default config (tuning off)";
+  if (after.cache_hits > before.cache_hits) return "already cached";
+  return "already loaded";
+}
+
 }  // namespace moejit::cli

@@ -7,6 +7,8 @@
 #include <string>
 #include <thread>
 
+#include "runtime/runtime.hpp"
+
 namespace moejit::cli {
 
 class Progress {
@@ -34,5 +36,10 @@ class Progress {
   bool ticking_ = false;
   std::thread ticker_;
 };
+
+// What Runtime::prepare did for one shape, from the runtime's counters before and after it: the
+// outcome a warm prints, with the tuning counts (and, if any, the candidates whose results
+// differed from the reference config's).
+std::string prepare_outcome(const RuntimeStats& before, const RuntimeStats& after);
 
 }  // namespace moejit::cli

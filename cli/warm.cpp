@@ -43,15 +43,6 @@ void warm_without_gpu(const std::vector<WarmTarget>& targets, const WarmFlags& f
   fmt::print("cache: {}\n", store.path().string());
 }
 
-// What prepare() did, read from the runtime's counters around the call.
-std::string what_prepare_did(const RuntimeStats& before, const RuntimeStats& after) {
-  const auto compiled = after.compiles - before.compiles;
-  if (after.tunes > before.tunes) return fmt::format("tuned ({} candidates compiled)", compiled);
-  if (compiled > 0) return "compiled default config (tuning off)";
-  if (after.cache_hits > before.cache_hits) return "already cached";
-  return "already loaded";
-}
-
 void warm_on_gpu(const std::vector<WarmTarget>& targets, const WarmFlags& flags) {
   Runtime runtime(RuntimeOptions{resolve_cache_path(flags.cache), !flags.no_tune});
   const cuda::DeviceInfo& device = runtime.device();
@@ -65,7 +56,7 @@ void warm_on_gpu(const std::vector<WarmTarget>& targets, const WarmFlags& flags)
     progress.start(shape_of(target));
     const RuntimeStats before = runtime.stats();
     const TileConfig config = runtime.prepare(target.spec, target.tokens);
-    progress.finish(config.name() + " " + what_prepare_did(before, runtime.stats()));
+    progress.finish(config.name() + " " + prepare_outcome(before, runtime.stats()));
   }
   fmt::print("cache: {}\n", runtime.cache_path().string());
 }

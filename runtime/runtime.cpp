@@ -94,6 +94,10 @@ struct Runtime::Impl {
       const TuneResult tuned = tune(spec, bucket, device, key.text());
       stats.compiles += tuned.compiled;
       ++stats.tunes;
+      stats.tune_pruned += tuned.pruned;
+      stats.tune_timed += tuned.timed;
+      stats.tune_cannot_win += tuned.cannot_win;
+      stats.tune_mismatched += tuned.mismatched;
       entry.config = tuned.best.config;
       entry.cubin = tuned.best.kernel.cubin;
       entry.kernel_name = tuned.best.kernel.lowered_name;

@@ -95,6 +95,13 @@ struct RuntimeStats {
   std::int64_t cache_waits = 0;  // another process was building the kernel; reused its entry
   std::int64_t compiles = 0;     // NVRTC compilations in this process
   std::int64_t tunes = 0;
+  // Over all tunes: candidates dropped before timing (shared memory, spills), timed, left untimed
+  // because their time floor was above the best time, and dropped because their result differed
+  // from the reference config's (a kernel wrong for the shape; never expected).
+  std::int64_t tune_pruned = 0;
+  std::int64_t tune_timed = 0;
+  std::int64_t tune_cannot_win = 0;
+  std::int64_t tune_mismatched = 0;
 };
 
 class Runtime {
