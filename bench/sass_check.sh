@@ -48,6 +48,8 @@ reduce_slots              no  --arch sm_90a --op reduce_slots $QWEN
 fwd_tma_m128n256_s4       yes --arch sm_90a $QWEN $WG256 --tma
 fwd_tma_in_out_gptoss     yes --arch sm_90a $GPTOSS --layout in_out $WG128 --tma
 dx_tma                    yes --arch sm_90a --op backward_dx $QWEN $WG128 --tma
+fwd_tma_nf4_dq            yes --arch sm_90a $QWEN --weights nf4 --double-quant $WG128 --tma
+dx_tma_int8_in_out        yes --arch sm_90a --op backward_dx $GPTOSS --layout in_out --weights int8_rowwise $WG128 --tma
 LIST
 )
 

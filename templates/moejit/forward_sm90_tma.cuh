@@ -13,6 +13,10 @@
 //  - The accumulators run wgmma on each stage (x * A^T as extra m64n16 products on the same x
 //    tile), keep one batch in flight and hand the stage back on its `empty` mbarrier once the
 //    batch that read it has completed; then the epilogue of forward_sm90.cuh.
+//  - Quantized weights are decoded by the accumulators themselves, all of them sharing the tile:
+//    while the wgmma batch of k-block kb runs they decode k-block kb + 1 (fetched one k-block
+//    earlier) into its stage and fetch kb + 2, then meet at a named barrier. Decoding by the
+//    single loading warpgroup was measured slower than the mma.sync kernels (bench/NOTES.md).
 #include "moejit/async.cuh"
 #include "moejit/forward_sm90.cuh"
 
@@ -126,9 +130,7 @@ struct ForwardTmaKernel {
   static constexpr bool kQuant =
       Cfg::kWeightFormat == kWeightNf4 || Cfg::kWeightFormat == kWeightInt8;
   // Registers per thread after reallocation, within what the CTA holds at launch (ptxas gives a
-  // 384-thread CTA 168 each, a 256-thread one 232). A loader that decodes quantized weights needs
-  // every register it has, so those kernels keep the launch split.
-  static constexpr bool kReallocate = !kQuant;
+  // 384-thread CTA 168 each, a 256-thread one 232).
   static constexpr int kLoaderRegisters = kConsumers == 1 ? 152 : 80;
   static constexpr int kConsumerRegisters = kConsumers == 1 ? 232 : 208;
   static_assert(128 * kLoaderRegisters + kConsumerThreads * kConsumerRegisters <=
@@ -139,7 +141,9 @@ struct ForwardTmaKernel {
   static_assert(IsSame<typename Cfg::Lora, Act>::value, "the sm90 kernels need lora dtype == act");
   static_assert(BM == 64 || BM == 128, "block_m is one or two warpgroups of 64 rows");
   static_assert(BN == 64 || BN == 128 || BN == 256, "block_n must be 64, 128 or 256");
-  static_assert(STAGES >= 2, "at least two stages");
+  static_assert(STAGES >= (kQuant ? 3 : 2),
+                "at least two stages; three for quantized weights, whose k-block kb + 1 is decoded "
+                "into its stage while the batches of kb - 1 and kb may still read theirs");
   static_assert(RP <= 256, "a TMA box holds at most 256 rows");
   static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
 
@@ -162,9 +166,10 @@ struct ForwardTmaKernel {
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
 
-  // A loader thread's share of a quantized weight tile (BN * 8 chunks of 16 bytes).
-  using WeightFetch =
-      QuantWeightFetch<Cfg::kWeightFormat, Cfg::kQuantBlocksize, Cfg::kDoubleQuant, BN * 8, 128>;
+  // An accumulating thread's share of a quantized weight tile (BN * 8 chunks of 16 bytes).
+  using WeightFetch = QuantWeightFetch<Cfg::kWeightFormat, Cfg::kQuantBlocksize, Cfg::kDoubleQuant,
+                                       BN * 8, kConsumerThreads, 128>;
+  static constexpr int kConsumerBarrier = 1;  // named barrier of the accumulating threads
 
   struct Barriers {
     unsigned base;
@@ -304,16 +309,10 @@ struct ForwardTmaKernel {
       if (base && !kQuant) prefetch_tensor_map(&maps.w);  // not encoded otherwise
       prefetch_tensor_map(&maps.a);
     }
-    QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
-    if constexpr (kQuant) {
-      if (base) stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, 128);
-      named_barrier_sync(1, 128);  // the loader's threads only
-    }
     const char* x = static_cast<const char*>(p.x);
     const unsigned tx_bytes = (base && !kQuant ? kWBytes : 0) + kABytes;
     RingPosition<STAGES> stage;
     RingPosition<2> inputs;
-    WeightFetch fetched;  // quantized weights: the packed words of the next k-block to store
     for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
       OutputTile t;
       if (!tile_at(p, s, linear, base, t)) continue;
@@ -333,14 +332,8 @@ struct ForwardTmaKernel {
         mbarrier_arrive(bars.inputs_full(inputs.slot));
         inputs.advance();
       };
-      auto fetch = [&](int kb) {
-        fetched.fetch(p, [&](int c, long long& flat, long long& row_len, int& chunk) {
-          return sm90_quant_chunk<Cfg, BN>(t, kb, c, flat, row_len, chunk);
-        });
-      };
-      // One stage: the weight tile by TMA, or decoded from the words fetched one stage earlier
-      // (the next k-block's fetch then runs while this thread waits for a free stage); the A
-      // tile by TMA; the gathered x rows by cp.async.
+      // One stage: the weight tile (16-bit weights) and the A tile by TMA, the gathered x rows by
+      // cp.async. Quantized weight tiles are the accumulators' own work.
       auto fill_stage = [&](int kb) {
         mbarrier_wait(bars.empty(stage.slot), stage.phase ^ 1);
         char* st = smem + stage.slot * kStageBytes;
@@ -367,14 +360,8 @@ struct ForwardTmaKernel {
                       valid ? x + (static_cast<long long>(src[i]) * K + k) * 2 : x, valid);
         }
         cp_async_mbarrier_arrive(full);
-        if constexpr (kQuant) {
-          if (base) fetched.template store<Act>(st + kXBytes, tables, p.offset);
-          mbarrier_arrive(full);  // releases the decoded tile's shared-memory stores
-          if (base && kb + 1 < KB) fetch(kb + 1);
-        }
         stage.advance();
       };
-      if (kQuant && base) fetch(0);
       constexpr int kInputsAfter = (STAGES < KB ? STAGES : KB) - 1;
       for (int kb = 0; kb < KB; ++kb) {
         fill_stage(kb);
@@ -390,9 +377,31 @@ struct ForwardTmaKernel {
     const int wg = warp >> 2;
     RingPosition<STAGES> stage;
     RingPosition<2> inputs;
+    const QuantTables* tables = reinterpret_cast<const QuantTables*>(smem + kTablesOffset);
+    WeightFetch fetched;  // quantized weights: the packed words of the next k-block to decode
     for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
       OutputTile t;
       if (!tile_at(p, s, linear, base, t)) continue;
+      const bool decode = kQuant && base;
+      auto fetch = [&](int kb) {
+        fetched.fetch(p, [&](int c, long long& flat, long long& row_len, int& chunk) {
+          return sm90_quant_chunk<Cfg, BN>(t, kb, c, flat, row_len, chunk);
+        });
+      };
+      // Decodes the fetched k-block into the weight tile of stage `slot`, visible to the wgmma
+      // (async proxy) of every accumulating thread once they have all met at the barrier.
+      auto decode_into = [&](int slot) {
+        fetched.template store<Act>(smem + slot * kStageBytes + kXBytes, tables, p.offset);
+        fence_proxy_async();
+      };
+      if constexpr (kQuant) {
+        if (decode) {  // k-block 0 into the tile's first stage, whose last reader has completed
+          fetch(0);
+          decode_into(stage.slot);
+          if (KB > 1) fetch(1);
+          named_barrier_sync(kConsumerBarrier, kConsumerThreads);
+        }
+      }
       float acc[BN / 2];
       float xa[RP / 16][8];
 #pragma unroll
@@ -426,10 +435,23 @@ struct ForwardTmaKernel {
             Wgmma<16>::template mma<kBf16>(xa[q], da, wgmma_desc_k128(as + q * 16 * 128 + kk * 32));
         }
         wgmma_commit();
+        // Quantized weights: k-block kb + 1 into the next stage while this batch runs. That
+        // stage's last reader, k-block kb + 1 - STAGES <= kb - 2, completed at the previous
+        // wgmma_wait<1>.
+        const bool decode_next = decode && kb + 1 < KB;
+        if constexpr (kQuant) {
+          if (decode_next) {
+            decode_into(stage.slot + 1 == STAGES ? 0 : stage.slot + 1);
+            if (kb + 2 < KB) fetch(kb + 2);
+          }
+        }
         wgmma_wait<1>();
         if (in_flight >= 0) mbarrier_arrive(bars.empty(in_flight));
         in_flight = stage.slot;
         stage.advance();
+        if constexpr (kQuant) {
+          if (decode_next) named_barrier_sync(kConsumerBarrier, kConsumerThreads);
+        }
       }
       wgmma_wait<0>();
       wgmma_fence_operands(acc);
@@ -454,9 +476,8 @@ struct ForwardTmaKernel {
     long long* tile_start = reinterpret_cast<long long*>(smem + kTileStartOffset);
     if (threadIdx.x == 0) {
       for (int s = 0; s < STAGES; ++s) {
-        // Each loader thread's cp.async arrival (and, for quantized weights, its arrival after
-        // storing its decoded chunks) plus the TMA one.
-        mbarrier_init(bars.full(s), (kQuant ? 256 : 128) + 1);
+        // Each loader thread's cp.async arrival plus the TMA one.
+        mbarrier_init(bars.full(s), 128 + 1);
         mbarrier_init(bars.empty(s), kConsumerThreads);
       }
       for (int b = 0; b < 2; ++b) {
@@ -466,6 +487,11 @@ struct ForwardTmaKernel {
       fence_mbarrier_init();
     }
     if (threadIdx.x < 32) count_row_tiles(p, tile_start);
+    if constexpr (kQuant) {
+      if (p.y != nullptr)
+        stage_quant_tables<Cfg::kWeightFormat>(reinterpret_cast<QuantTables*>(smem + kTablesOffset),
+                                               p, Cfg::kDoubleQuant, kThreads);
+    }
     __syncthreads();
     const bool base = p.y != nullptr;  // y == null: only x * A^T is wanted
     const long long row_tiles = tile_start[E];
@@ -473,10 +499,10 @@ struct ForwardTmaKernel {
         tile_start,
         base ? (row_tiles + kRasterGroup - 1) / kRasterGroup * kRasterGroup * N_TILES : row_tiles};
     if (threadIdx.x < 128) {
-      if constexpr (kReallocate) release_registers<kLoaderRegisters>();
+      release_registers<kLoaderRegisters>();
       load(p, maps, smem, bars, s, base);
     } else {
-      if constexpr (kReallocate) claim_registers<kConsumerRegisters>();
+      claim_registers<kConsumerRegisters>();
       compute(p, smem, bars, s, base);
     }
   }

@@ -31,9 +31,11 @@ __device__ __forceinline__ void stage_quant_tables(QuantTables* tables, const Fo
   }
 }
 
-// One thread's share of a weight tile of kChunks 16-byte chunks (8 weights each). Kernels over
-// 16-bit weights declare one too but never call it (and the compiler drops it).
-template <int kFormat, int kBlocksize, bool kDoubleQuant, int kChunks, int kThreads>
+// One thread's share of a weight tile of kChunks 16-byte chunks (8 weights each), shared by the
+// kThreads threads from threadIdx.x == kFirstThread on. Kernels over 16-bit weights declare one
+// too but never call it (and the compiler drops it).
+template <int kFormat, int kBlocksize, bool kDoubleQuant, int kChunks, int kThreads,
+          int kFirstThread = 0>
 struct QuantWeightFetch {
   static_assert(kFormat != kWeightNf4 || (kBlocksize >= 32 && kBlocksize <= 4096 &&
                                           (kBlocksize & (kBlocksize - 1)) == 0),
@@ -50,7 +52,7 @@ struct QuantWeightFetch {
   __device__ __forceinline__ void fetch(const ForwardParams& p, Map map) {
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
-      const int c = threadIdx.x + i * kThreads;
+      const int c = threadIdx.x - kFirstThread + i * kThreads;
       dst[i] = -1;
       if (c >= kChunks) continue;
       long long flat = 0, row_len = 1;
