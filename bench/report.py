@@ -19,7 +19,8 @@ from flops import forward_backward_flops, forward_flops, roofline_ms
 
 KEY = ("shape", "proj", "tokens", "rank", "weights")
 FIELDS = ("device", "date", "shape", "proj", "tokens", "rank", "weights", "moejit_f_ms",
-          "composition_f_ms", "roofline_f_ms", "cold_tune_s", "warm_first_launch_ms",
+          "composition_f_ms", "roofline_f_ms", "cold_tune_s", "cold_tune_compile_s",
+          "cold_tune_timing_s", "warm_first_launch_ms",
           "first_forward_ms",
           "moejit_fb_ms", "composition_fb_ms", "roofline_fb_ms", "peak_extra_gib", "config",
           "composition_peak_extra_gib", "composition_measured_extra_gib", "tuned", "backward_configs",
@@ -82,6 +83,14 @@ def pair(first, second, spec, suffix=""):
     return f"{fmt(first, spec, suffix)} / {fmt(second, spec, suffix)}"
 
 
+def cold_tune(r):
+    """The cold tune, and where it went (compiles / timing) where the row says."""
+    total = fmt(r.get("cold_tune_s"), ".1f")
+    if r.get("cold_tune_compile_s") is None or r.get("cold_tune_timing_s") is None:
+        return total
+    return f"{total} ({r['cold_tune_compile_s']:.1f} / {r['cold_tune_timing_s']:.1f})"
+
+
 def percent(roofline, measured):
     value = ratio(roofline, measured)
     return value and value * 100
@@ -106,7 +115,8 @@ MAIN_HEADER = ("shape", "proj", "weights", "moejit f ms", "moejit f+b ms", "comp
                "composition f+b ms", "roofline f ms", "roofline f+b ms",
                "moejit % of roofline f / f+b", "vs moejit bf16 f / f+b",
                "speedup vs composition f / f+b", "extra GiB moejit / composition",
-               "cold tune s", "warm first launch ms: process / runtime", "config")
+               "cold tune s (compile / timing)", "warm first launch ms: process / runtime",
+               "config")
 
 
 def main_line(rows, r):
@@ -123,7 +133,7 @@ def main_line(rows, r):
              pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
                   ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
              pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
-             fmt(r["cold_tune_s"], ".1f"),
+             cold_tune(r),
              pair(r["warm_first_launch_ms"], r["first_forward_ms"], ".1f"), config(r))
     return "| " + " | ".join(cells) + " |"
 
@@ -131,7 +141,7 @@ def main_line(rows, r):
 SWEEP_HEADER = ("proj", "tokens", "moejit f ms", "moejit f+b ms", "composition f ms",
                 "composition f+b ms", "roofline f ms", "roofline f+b ms",
                 "moejit % of roofline f / f+b", "speedup vs composition f / f+b",
-                "extra GiB moejit / composition", "cold tune s", "config")
+                "extra GiB moejit / composition", "cold tune s (compile / timing)", "config")
 
 
 def sweep_line(r):
@@ -144,7 +154,7 @@ def sweep_line(r):
              pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
                   ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
              pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
-             fmt(r["cold_tune_s"], ".1f"), config(r))
+             cold_tune(r), config(r))
     return "| " + " | ".join(cells) + " |"
 
 

@@ -98,6 +98,8 @@ struct Runtime::Impl {
       stats.tune_timed += tuned.timed;
       stats.tune_cannot_win += tuned.cannot_win;
       stats.tune_mismatched += tuned.mismatched;
+      stats.tune_compile_seconds += tuned.compile_seconds;
+      stats.tune_timing_seconds += tuned.timing_seconds;
       entry.config = tuned.best.config;
       entry.cubin = tuned.best.kernel.cubin;
       entry.kernel_name = tuned.best.kernel.lowered_name;

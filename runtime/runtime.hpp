@@ -102,6 +102,10 @@ struct RuntimeStats {
   std::int64_t tune_timed = 0;
   std::int64_t tune_cannot_win = 0;
   std::int64_t tune_mismatched = 0;
+  // Over all tunes: wall seconds compiling candidates (NVRTC, in parallel) and timing them
+  // (including the tuning problem's set-up and the result checks).
+  double tune_compile_seconds = 0;
+  double tune_timing_seconds = 0;
 };
 
 class Runtime {
