@@ -436,8 +436,10 @@ struct ForwardTmaKernel {
         }
         wgmma_commit();
         // Quantized weights: k-block kb + 1 into the next stage while this batch runs. That
-        // stage's last reader, k-block kb + 1 - STAGES <= kb - 2, completed at the previous
-        // wgmma_wait<1>.
+        // stage's last reader, k-block kb + 1 - STAGES <= kb - 2, has completed in both
+        // warpgroups: each passed wgmma_wait<1> of iteration kb - 1 (or wgmma_wait<0> at the end
+        // of its previous tile) before the named barrier this thread passed since. The barrier
+        // must therefore stay after wgmma_wait<1>.
         const bool decode_next = decode && kb + 1 < KB;
         if constexpr (kQuant) {
           if (decode_next) {

@@ -43,11 +43,37 @@ TileConfig quantized_tma_config() {
                     .tma = true};
 }
 
-// The cases the TMA kernel can serve: lora dtype == act dtype, r <= 64 (its shared memory).
+// The cases the TMA kernel can serve: lora dtype == act dtype, r <= 64 (its shared memory). The
+// sampled cases have fewer output tiles than an H100 has SMs, so two more have several hundred:
+// each CTA of the persistent grid then runs several tiles, and a tile's first k-blocks reuse
+// stages the previous tile's last ones read (K = 264: five k-blocks, more than the stages).
 std::vector<QuantCase> tma_cases() {
   std::vector<QuantCase> out;
   for (const QuantCase& c : quant_gemm_cases())
     if (c.spec.lora == c.spec.act && c.spec.rank <= 64) out.push_back(c);
+  auto many_tiles = [](WeightFormat weights, int blocksize, bool double_quant, WeightLayout layout,
+                       DType act, std::uint64_t seed) {
+    QuantCase c;
+    c.spec.weights = weights;
+    c.spec.quant_blocksize = blocksize;
+    c.spec.double_quant = double_quant;
+    c.spec.layout = layout;
+    c.spec.act = c.spec.lora = act;
+    c.spec.experts = 4;
+    c.spec.top_k = 2;
+    c.spec.in_features = 264;
+    c.spec.out_features = 1032;
+    c.spec.rank = 16;
+    c.tokens = 3000;  // 6000 rows: about 47 row tiles of 128 times 9 column tiles
+    c.routing = RoutingKind::skewed;
+    c.seed = seed;
+    c.save_xa = true;
+    return c;
+  };
+  out.push_back(
+      many_tiles(WeightFormat::nf4, 64, true, WeightLayout::out_in, DType::bf16, 0x7A1E5));
+  out.push_back(
+      many_tiles(WeightFormat::int8_rowwise, 0, false, WeightLayout::in_out, DType::fp16, 0x7A1E6));
   return out;
 }
 
