@@ -75,7 +75,33 @@ TEST(ForwardSweep, TmaSampleMatchesReference) {
   MOEJIT_SKIP_WITHOUT_GPU();
   if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
     GTEST_SKIP() << "the TMA kernel needs sm_90a; this device is " << arch;
-  run_sweep(sampled_cases(kSweepSeed + 1, kTmaCases, KernelFamily::tma));
+  std::vector<ForwardCase> cases = sampled_cases(kSweepSeed + 1, kTmaCases, KernelFamily::tma);
+  // The sampled cases have fewer output tiles than the GPU has SMs; these have several hundred,
+  // so each CTA of the persistent grid runs several tiles through the same stage ring (K = 1000:
+  // 16 k-blocks; N = 520 at block_n 128: 5 column tiles; about 94 row tiles of 64).
+  for (const WeightLayout layout : {WeightLayout::out_in, WeightLayout::in_out}) {
+    ForwardCase c;
+    c.spec.experts = 8;
+    c.spec.top_k = 2;
+    c.spec.in_features = 1000;
+    c.spec.out_features = 520;
+    c.spec.rank = 16;
+    c.spec.layout = layout;
+    c.spec.has_bias = layout == WeightLayout::in_out;
+    c.tokens = 2900;
+    c.routing = RoutingKind::skewed;
+    c.config = TileConfig{.block_m = 64,
+                          .block_n = 128,
+                          .block_k = 64,
+                          .warps_m = 4,
+                          .warps_n = 1,
+                          .stages = 3,
+                          .wgmma = true,
+                          .tma = true};
+    c.seed = 0x7A1E0 + static_cast<int>(layout);
+    cases.push_back(c);
+  }
+  run_sweep(cases);
 }
 
 TEST(ForwardSweep, EdgeCasesMatchReference) {
