@@ -24,8 +24,11 @@ BUILD=${1:-build}
 OUT=${OUT:-$BUILD/device-out}
 STAGES=${STAGES:-sass,tests,sanitizer,bench}
 SASS_TIMEOUT=${SASS_TIMEOUT:-120}
-TESTS_TIMEOUT=${TESTS_TIMEOUT:-120}
-SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-120}
+# The GPU tests take about 4 minutes on an H100 and every memcheck and the racecheck about 8, so
+# with the device machine's 10-minute calls the stages go in separate calls (STAGES=sass,tests;
+# STAGES=sanitizer; STAGES=bench).
+TESTS_TIMEOUT=${TESTS_TIMEOUT:-420}
+SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-540}
 # The bench stage's default rows (bench/README.md) fit in about 6 minutes on an H100: a cold tune
 # of all kernels of a step takes 12-20 s there (NVRTC), so only the bf16 rows are autotuned and the
 # quantized rows run the default configs (a separate run with --tune-weights can tune them too).
