@@ -45,7 +45,9 @@ nlohmann::json measure_first_launch(const BenchOptions& options, const RowSpec& 
   cuda::Stream stream;
   const auto inputs_ready = Clock::now();
 
-  Runtime runtime(RuntimeOptions{.cache_path = options.cache, .tune = true});
+  // As the parent ran the row: an untuned row's entry would otherwise be tuned in place, inside
+  // the timed first launch.
+  Runtime runtime(RuntimeOptions{.cache_path = options.cache, .tune = options.tunes(row.weights)});
   runtime.forward(spec, inputs.forward_args(/*save_xa=*/false), stream.get());
   stream.synchronize();
   const auto done = Clock::now();
@@ -63,20 +65,26 @@ nlohmann::json measure_first_launch(const BenchOptions& options, const RowSpec& 
 
 nlohmann::json first_launch_in_child(const BenchOptions& options, const RowSpec& row,
                                      const std::filesystem::path& cache) {
-  const std::vector<std::string> argv = {options.self_exe.string(),
-                                         "--first-launch",
-                                         "--cache",
-                                         cache.string(),
-                                         "--preset",
-                                         std::string(row.preset.name),
-                                         "--proj",
-                                         std::string(to_string(row.projection)),
-                                         "--tokens",
-                                         std::to_string(row.tokens),
-                                         "--weights",
-                                         std::string(to_string(row.weights)),
-                                         "--rank",
-                                         std::to_string(options.rank)};
+  std::vector<std::string> argv = {options.self_exe.string(),
+                                   "--first-launch",
+                                   "--cache",
+                                   cache.string(),
+                                   "--preset",
+                                   std::string(row.preset.name),
+                                   "--proj",
+                                   std::string(to_string(row.projection)),
+                                   "--tokens",
+                                   std::to_string(row.tokens),
+                                   "--weights",
+                                   std::string(to_string(row.weights)),
+                                   "--rank",
+                                   std::to_string(options.rank),
+                                   "--tune-weights"};
+  // The child tunes its row exactly when this process did: the row's format, or every other one.
+  const bool tuned = options.tunes(row.weights);
+  for (const BenchWeights w :
+       {BenchWeights::bf16, BenchWeights::nf4, BenchWeights::nf4_dq, BenchWeights::int8})
+    if ((w == row.weights) == tuned) argv.emplace_back(to_string(w));
   const ChildOutput out = run_capturing_stdout(argv);
   if (out.exit_code != 0)
     throw Error(fmt::format("the first-launch child '{} --first-launch ...' exited with status {}",
