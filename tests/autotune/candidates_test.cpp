@@ -18,7 +18,7 @@ std::vector<ProjectionSpec> specs_under_test() {
   std::vector<ProjectionSpec> specs;
   for (const ModelPreset& preset : model_presets())
     for (Projection proj : {Projection::gate_up, Projection::down})
-      for (int rank : {8, 16, 64, 256})
+      for (int rank : {8, 16, 64, 128, 256})
         specs.push_back(projection_spec(preset, proj, rank, DType::bf16, DType::fp32));
   ProjectionSpec fp16 =
       projection_spec(model_presets().front(), Projection::down, 32, DType::fp16, DType::fp16);

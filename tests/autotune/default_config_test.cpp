@@ -4,11 +4,13 @@
 
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "autotune/tuner.hpp"
 #include "compiler/nvrtc_compiler.hpp"
 #include "compiler/source.hpp"
 #include "runtime/presets.hpp"
+#include "runtime/warm.hpp"
 
 namespace moejit {
 namespace {
@@ -37,6 +39,30 @@ TEST_P(DefaultConfigCompiles, WithoutSpillsAndWithinSharedMemory) {
   EXPECT_EQ(kernel.report.stack_frame, 0) << config.name() << "\n" << kernel.log;
   EXPECT_LE(source.dynamic_smem + kernel.report.static_smem, smallest_smem_optin(arch))
       << config.name();
+}
+
+// Large ranks on Hopper, both layouts, forward and dX: the default compiles without spills and
+// fits (the TMA tile at r = 64; at r = 128 no TMA tile fits and the wgmma reference serves).
+TEST(DefaultConfigLargeRanks, HopperDefaultsCompileWithoutSpills) {
+  for (const char* name : {"qwen3-30b-a3b", "gpt-oss-20b"})
+    for (const int rank : {64, 128}) {
+      const ProjectionSpec forward =
+          projection_spec(find_preset(name).value(), Projection::gate_up, rank);
+      std::vector<ProjectionSpec> specs{forward};
+      for (const ProjectionSpec& op : backward_ops(forward))
+        if (op.op == OpKind::backward_dx) specs.push_back(op);
+      ASSERT_EQ(specs.size(), 2u);
+      for (const ProjectionSpec& spec : specs) {
+        const TileConfig config = default_config(spec, "sm_90a");
+        const KernelSource source = render_kernel_source(spec, config);
+        const CompiledKernel kernel =
+            compile({source.source, source.name_expression, "sm_90a", spec.describe()});
+        EXPECT_EQ(config.tma, rank <= 64) << config.name() << " for " << spec.describe();
+        EXPECT_FALSE(kernel.report.spills()) << config.name() << " for " << spec.describe();
+        EXPECT_LE(source.dynamic_smem + kernel.report.static_smem, smallest_smem_optin("sm_90a"))
+            << config.name();
+      }
+    }
 }
 
 std::string case_name(const ::testing::TestParamInfo<DefaultCase>& info) {
