@@ -7,9 +7,10 @@
 #   bench/profile.sh [BUILD] PRESET PROJ WEIGHTS [GEMM_CONFIG]
 #
 # GEMM_CONFIG pins the forward and dX config (moejit_bench --gemm-config); without it the
-# runtime's default configs run. Writes into OUT (default BUILD/profile-out): kernels.csv,
-# kernels.txt, forward.ncu-rep, forward.txt, forward-raw.csv, stalls.txt, bench.jsonl, ncu.log. Give each profile
-# its own flat OUT: the device machine returns a limited number of files.
+# runtime's default configs run. Writes three files into OUT (default BUILD/profile-out), named
+# PRESET-PROJ-WEIGHTS-{kernels,forward,stalls}.txt, so that several profiles fit in what the device
+# machine returns; KEEP_REPORT=1 adds the Nsight Compute report (.ncu-rep). The raw CSVs and the
+# logs stay in a scratch folder (printed on failure).
 set -euo pipefail
 BUILD=${1:-build}
 PRESET=${2:?preset}
@@ -18,6 +19,9 @@ WEIGHTS=${4:?weights}
 GEMM_CONFIG=${5:-}
 OUT=${OUT:-$BUILD/profile-out}
 mkdir -p "$OUT"
+NAME="$OUT/$PRESET-$PROJ-$WEIGHTS"
+WORK=$(mktemp -d)
+trap 'echo "profile.sh failed; logs in $WORK" >&2' ERR
 export PATH="/usr/local/cuda/bin:$PATH"
 export LD_LIBRARY_PATH="${CARRY_LIB:-$PWD/.carry/lib}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 # An untuned row (tune only a format not measured) runs the default or the pinned config.
@@ -26,9 +30,9 @@ bench=("$BUILD/bench/moejit_bench" --presets "$PRESET" --proj "$PROJ" --weights 
   --tune-weights "$other" --no-first-launch --warmup 1 --reps 1
   ${GEMM_CONFIG:+--gemm-config "$GEMM_CONFIG"})
 
-ncu --metrics gpu__time_duration.sum --csv --log-file "$OUT/kernels.csv" "${bench[@]}" \
-  >"$OUT/bench.jsonl" 2>"$OUT/ncu.log"
-python3 - "$OUT/kernels.csv" >"$OUT/kernels.txt" <<'PY'
+ncu --metrics gpu__time_duration.sum --csv --log-file "$WORK/kernels.csv" "${bench[@]}" \
+  >"$WORK/bench.jsonl" 2>"$WORK/ncu.log"
+python3 - "$WORK/kernels.csv" >"$NAME-kernels.txt" <<'PY'
 import collections, csv, re, sys
 rows = [r for r in csv.reader(open(sys.argv[1])) if r and not r[0].startswith("==")]
 head = rows[0]
@@ -41,15 +45,15 @@ for r in rows[1:]:
 for kernel, (n, us) in sorted(total.items(), key=lambda kv: -kv[1][1]):
     print(f"{us / n:10.1f} us  x{n:<3} {kernel}")
 PY
-cat "$OUT/kernels.txt"
+cat "$NAME-kernels.txt"
 ncu --set full --kernel-name regex:moe_lora_forward --launch-skip 1 --launch-count 1 \
-  -o "$OUT/forward" -f "${bench[@]}" >>"$OUT/ncu.log" 2>&1
-ncu --import "$OUT/forward.ncu-rep" --page details >"$OUT/forward.txt"
+  -o "$WORK/forward" -f "${bench[@]}" >>"$WORK/ncu.log" 2>&1
+ncu --import "$WORK/forward.ncu-rep" --page details >"$NAME-forward.txt"
 grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|L2 Hit|DRAM Throughput|Bank|L1/TEX Hit|Mem Busy|Max Bandwidth|Mem Pipes Busy" \
-  "$OUT/forward.txt" | head -40
+  "$NAME-forward.txt" | head -40
 # Where the warps wait: the stall reasons of the forward kernel, largest first.
-ncu --import "$OUT/forward.ncu-rep" --page raw --csv >"$OUT/forward-raw.csv" 2>>"$OUT/ncu.log"
-python3 - "$OUT/forward-raw.csv" <<'PY' | tee "$OUT/stalls.txt"
+ncu --import "$WORK/forward.ncu-rep" --page raw --csv >"$WORK/forward-raw.csv" 2>>"$WORK/ncu.log"
+python3 - "$WORK/forward-raw.csv" <<'PY' | tee "$NAME-stalls.txt"
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
 head, values = rows[0], rows[2]
@@ -63,3 +67,5 @@ stalls = [(number(v), h) for h, v in zip(head, values)
 for v, h in sorted(stalls, reverse=True)[:12]:
     print(f"{v:8.2f}  {h}")
 PY
+if [[ ${KEEP_REPORT:-0} == 1 ]]; then cp "$WORK/forward.ncu-rep" "$NAME-forward.ncu-rep"; fi
+rm -rf "$WORK"
