@@ -15,7 +15,8 @@
 namespace moejit {
 
 // The candidate space for `spec` on `arch` (every config here instantiates; some may still be
-// pruned). sm_90a adds the wgmma kernel's configs where the spec allows it.
+// pruned). On sm_90a with 16-bit weights: the TMA tiles, the wgmma tiles where no 128-row TMA tile
+// fits, and reference_config; elsewhere the mma.sync tiles, plus the wgmma ones on sm_90a.
 std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec,
                                           const std::string& arch = "sm_80");
 // The warp-specialized TMA kernel's configs for `spec` on `arch` (empty where it cannot serve):

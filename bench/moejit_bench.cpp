@@ -145,7 +145,7 @@ BenchOptions resolve(const CommandLine& cl, BenchOptions o) {
   if (!cl.no_first_launch)
     o.first_launch_weights = weights_named(cl.first_launch_weights, "--first-launch-weights");
   if (!cl.first_launch) o.rows = resolve_rows(cl);
-  if (o.gemm_config &&
+  if (o.gemm_config && !cl.first_launch &&
       std::ranges::all_of(o.rows, [&](const RowSpec& r) { return o.tunes(r.weights); }))
     throw InvalidArgument("--gemm-config", cl.gemm_config,
                           "rows that are not tuned: a --tune-weights that leaves out a format of "

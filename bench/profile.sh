@@ -30,7 +30,7 @@ bench=("$BUILD/bench/moejit_bench" --presets "$PRESET" --proj "$PROJ" --weights 
   --tune-weights "$other" --no-first-launch --warmup 1 --reps 1
   ${GEMM_CONFIG:+--gemm-config "$GEMM_CONFIG"})
 
-ncu --metrics gpu__time_duration.sum --csv --log-file "$WORK/kernels.csv" "${bench[@]}" \
+ncu --metrics gpu__time_duration.sum --print-units base --csv --log-file "$WORK/kernels.csv" "${bench[@]}" \
   >"$WORK/bench.jsonl" 2>"$WORK/ncu.log"
 python3 - "$WORK/kernels.csv" >"$NAME-kernels.txt" <<'PY'
 import collections, csv, re, sys
@@ -41,7 +41,7 @@ total = collections.defaultdict(lambda: [0, 0.0])
 for r in rows[1:]:
     kernel = re.sub(r"<.*", "", r[name])
     total[kernel][0] += 1
-    total[kernel][1] += float(r[value].replace(",", "")) / 1e3
+    total[kernel][1] += float(r[value].replace(",", "")) / 1e3  # ns (--print-units base)
 for kernel, (n, us) in sorted(total.items(), key=lambda kv: -kv[1][1]):
     print(f"{us / n:10.1f} us  x{n:<3} {kernel}")
 PY
@@ -49,8 +49,8 @@ cat "$NAME-kernels.txt"
 ncu --set full --kernel-name regex:moe_lora_forward --launch-skip 1 --launch-count 1 \
   -o "$WORK/forward" -f "${bench[@]}" >>"$WORK/ncu.log" 2>&1
 ncu --import "$WORK/forward.ncu-rep" --page details >"$NAME-forward.txt"
-grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|L2 Hit|DRAM Throughput|Bank|L1/TEX Hit|Mem Busy|Max Bandwidth|Mem Pipes Busy" \
-  "$NAME-forward.txt" | head -40
+{ grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|L2 Hit|DRAM Throughput|Bank|L1/TEX Hit|Mem Busy|Max Bandwidth|Mem Pipes Busy" \
+  "$NAME-forward.txt" || true; } | head -40
 # Where the warps wait: the stall reasons of the forward kernel, largest first.
 ncu --import "$WORK/forward.ncu-rep" --page raw --csv >"$WORK/forward-raw.csv" 2>>"$WORK/ncu.log"
 python3 - "$WORK/forward-raw.csv" <<'PY' | tee "$NAME-stalls.txt"

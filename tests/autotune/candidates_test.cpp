@@ -20,6 +20,11 @@ std::vector<ProjectionSpec> specs_under_test() {
     for (Projection proj : {Projection::gate_up, Projection::down})
       for (int rank : {8, 16, 64, 128, 256})
         specs.push_back(projection_spec(preset, proj, rank, DType::bf16, DType::fp32));
+  // LoRA factors in the act dtype, so that Hopper serves them with wgmma and TMA, at ranks on
+  // both sides of where the 128-row TMA tiles stop fitting the shared memory.
+  for (const char* name : {"qwen3-30b-a3b", "gpt-oss-20b"})
+    for (int rank : {16, 64, 80, 128})
+      specs.push_back(projection_spec(find_preset(name).value(), Projection::down, rank));
   ProjectionSpec fp16 =
       projection_spec(model_presets().front(), Projection::down, 32, DType::fp16, DType::fp16);
   fp16.index = IndexType::int64;
@@ -94,9 +99,9 @@ TEST(DefaultConfig, ValidatesAndRendersForEverySpec) {
     }
 }
 
-// Hopper with 16-bit weights defaults to the TMA kernel; the tuner's reference is never the TMA
-// kernel (so a TMA winner is checked against an independent kernel), and everything else defaults
-// to the reference.
+// Hopper with 16-bit weights defaults to the TMA kernel where a 128-row tile fits; the tuner's
+// reference is never the TMA kernel (so a TMA winner is checked against an independent kernel), is
+// a candidate there, and everything else defaults to it.
 TEST(DefaultConfig, TmaOnHopperWithSixteenBitWeightsReferenceNeverTma) {
   for (const std::string& arch : kArchs)
     for (ProjectionSpec spec : specs_under_test()) {
@@ -105,9 +110,18 @@ TEST(DefaultConfig, TmaOnHopperWithSixteenBitWeightsReferenceNeverTma) {
       EXPECT_NO_THROW(reference.validate()) << reference.name();
       const TileConfig config = default_config(spec, arch);
       if (wgmma_supported(spec, arch)) {
-        EXPECT_TRUE(config.tma) << config.name() << " for " << spec.describe();
+        // TMA exactly where a 128-row TMA tile fits; the reference is always a candidate.
+        const auto tma = tma_candidates(spec, arch);
+        EXPECT_EQ(config.tma,
+                  std::ranges::any_of(tma, [](const TileConfig& c) { return c.block_m == 128; }))
+            << config.name() << " for " << spec.describe();
+        if (!config.tma) {
+          EXPECT_EQ(config, reference) << spec.describe();
+        }
         EXPECT_LE(dynamic_smem_bytes(spec, config), 227 * 1024 - 1024) << config.name();
         EXPECT_TRUE(config.block_n < 256 || spec.rank <= 64) << config.name() << " spills there";
+        const auto candidates = candidate_configs(spec, arch);
+        EXPECT_NE(std::ranges::find(candidates, reference), candidates.end()) << spec.describe();
       } else {
         EXPECT_EQ(config, reference) << arch << " " << spec.describe();
       }

@@ -42,7 +42,8 @@ TEST_P(DefaultConfigCompiles, WithoutSpillsAndWithinSharedMemory) {
 }
 
 // Large ranks on Hopper, both layouts, forward and dX: the default compiles without spills and
-// fits (the TMA tile at r = 64; at r = 128 no TMA tile fits and the wgmma reference serves).
+// fits (the TMA tile at r = 64; at r = 128 no 128-row TMA tile fits and the wgmma reference
+// serves).
 TEST(DefaultConfigLargeRanks, HopperDefaultsCompileWithoutSpills) {
   for (const char* name : {"qwen3-30b-a3b", "gpt-oss-20b"})
     for (const int rank : {64, 128}) {

@@ -45,7 +45,7 @@ void run_sweep(const std::vector<BackwardCase>& cases) {
 
 TEST(BackwardSweep, RandomSampleMatchesReference) {
   MOEJIT_SKIP_WITHOUT_GPU();
-  run_sweep(sampled_backward_cases(kSweepSeed, kSampledCases));
+  run_sweep(sampled_backward_cases(kSweepSeed, sampled_count(kSampledCases)));
 }
 
 TEST(BackwardSweep, EdgeCasesMatchReference) {

@@ -8,6 +8,7 @@
 #include "compiler/error.hpp"
 #include "tests/gpu/forward_cases.hpp"
 #include "tests/gpu/forward_checker.hpp"
+#include "tests/gpu/gpu_env.hpp"
 #include "tests/support/compare.hpp"
 
 namespace moejit::test {
@@ -59,7 +60,7 @@ void run_sweep(const std::vector<ForwardCase>& cases) {
 
 TEST(ForwardSweep, RandomSampleMatchesReference) {
   MOEJIT_SKIP_WITHOUT_GPU();
-  run_sweep(sampled_cases(kSweepSeed, kSampledCases));
+  run_sweep(sampled_cases(kSweepSeed, sampled_count(kSampledCases)));
 }
 
 // The Hopper kernel, over the axes it supports (out_in weights, lora dtype == act dtype).
@@ -67,7 +68,7 @@ TEST(ForwardSweep, WgmmaSampleMatchesReference) {
   MOEJIT_SKIP_WITHOUT_GPU();
   if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
     GTEST_SKIP() << "the wgmma kernel needs sm_90a; this device is " << arch;
-  run_sweep(sampled_cases(kSweepSeed, kWgmmaCases, KernelFamily::wgmma));
+  run_sweep(sampled_cases(kSweepSeed, sampled_count(kWgmmaCases), KernelFamily::wgmma));
 }
 
 // The warp-specialized TMA kernel, both weight layouts (lora dtype == act dtype).
@@ -75,7 +76,8 @@ TEST(ForwardSweep, TmaSampleMatchesReference) {
   MOEJIT_SKIP_WITHOUT_GPU();
   if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
     GTEST_SKIP() << "the TMA kernel needs sm_90a; this device is " << arch;
-  std::vector<ForwardCase> cases = sampled_cases(kSweepSeed + 1, kTmaCases, KernelFamily::tma);
+  std::vector<ForwardCase> cases =
+      sampled_cases(kSweepSeed + 1, sampled_count(kTmaCases), KernelFamily::tma);
   // The sampled cases have fewer output tiles than the GPU has SMs; these have several hundred,
   // so each CTA of the persistent grid runs several tiles through the same stage ring (K = 1000:
   // 16 k-blocks; N = 520 at block_n 128: 5 column tiles; about 94 row tiles of 64).

@@ -18,6 +18,12 @@ std::string no_gpu_reason();
       GTEST_SKIP() << "needs a GPU: " << why;                                  \
   } while (0)
 
+// MOEJIT_TEST_QUICK set (and not "0"): the sweeps run a fifth of their sampled cases, as under
+// compute-sanitizer (bench/device.sh), which slows every launch many times over.
+bool quick_mode();
+// `count` sampled cases, or a fifth of them (at least 6) in quick mode.
+int sampled_count(int count);
+
 // Waits for all work of the current context, including the legacy-stream copies and memsets of
 // DeviceBuffer, which a non-blocking Stream does not wait for by itself.
 void synchronize_context();
