@@ -153,8 +153,7 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
   };
   if (wgmma_supported(spec, arch) && !quantized) {
     // Hopper with 16-bit weights: every tuned forward and dX of the v5b H100 run picked a TMA
-    // tile (bench/results), so the other tiles are not worth their compile time there (the
-    // tuner still compiles the reference config to check the winner against).
+    // tile (bench/results), so the other tiles are not worth their compile time there.
     add_tma();
     // Large ranks: no 128-row TMA tile fits the shared memory, and the wgmma tiles compete.
     if (std::ranges::none_of(out, [](const TileConfig& c) { return c.block_m == 128; }))
@@ -178,6 +177,17 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
   return out;
 }
 
+namespace {
+
+// A TMA tile worth compiling for `spec`: within the untuned shared-memory limit, and block_n 256
+// only up to r = 64 (above, its accumulators and x * A^T spill).
+bool tma_tile_serves(const ProjectionSpec& spec, const TileConfig& c, const std::string& arch) {
+  return (c.block_n < 256 || padded_rank(spec) <= 64) &&
+         dynamic_smem_bytes(spec, c) <= untuned_smem_limit(arch);
+}
+
+}  // namespace
+
 std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::string& arch) {
   // Quantized weights: decoded by the accumulating warpgroups since v5c, which has not run on a
   // GPU yet (bench/NOTES.md); until it has, only a pinned config reaches it.
@@ -187,7 +197,7 @@ std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::st
     for (int bn : {256, 128}) {
       for (int stages : {3, 4, 5, 6}) {
         const TileConfig c{bm, bn, 64, bm / 16, 1, stages, true, true};
-        if (dynamic_smem_bytes(spec, c) <= untuned_smem_limit(arch)) out.push_back(c);
+        if (tma_tile_serves(spec, c, arch)) out.push_back(c);
       }
     }
   return out;
@@ -195,16 +205,14 @@ std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::st
 
 TileConfig default_config(const ProjectionSpec& spec, const std::string& arch) {
   // Hopper with 16-bit weights: the TMA tile that tuning picked most often in the v5b H100 run,
-  // else the first narrower or shallower one that fits the shared memory (r = 64 needs block_n
-  // 128; block_n 256 would also spill above r = 64). At r = 128 none fits: the reference serves.
+  // else the first narrower or shallower one that serves (tma_tile_serves; r = 64 needs block_n
+  // 128). Where no 128-row tile fits (r > 64) the reference serves.
   if (wgmma_supported(spec, arch) && !is_quantized(spec.weights))
     for (const TileConfig c : {TileConfig{128, 256, 64, 8, 1, 4, true, true},
                                TileConfig{128, 256, 64, 8, 1, 3, true, true},
                                TileConfig{128, 128, 64, 8, 1, 4, true, true},
                                TileConfig{128, 128, 64, 8, 1, 3, true, true}})
-      if ((c.block_n < 256 || padded_rank(spec) <= 64) &&
-          dynamic_smem_bytes(spec, c) <= untuned_smem_limit(arch))
-        return c;
+      if (tma_tile_serves(spec, c, arch)) return c;
   return reference_config(spec, arch);
 }
 

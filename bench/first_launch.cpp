@@ -82,8 +82,7 @@ nlohmann::json first_launch_in_child(const BenchOptions& options, const RowSpec&
                                    "--tune-weights"};
   // The child tunes its row exactly when this process did: the row's format, or every other one.
   const bool tuned = options.tunes(row.weights);
-  for (const BenchWeights w :
-       {BenchWeights::bf16, BenchWeights::nf4, BenchWeights::nf4_dq, BenchWeights::int8})
+  for (const BenchWeights w : kAllWeights)
     if ((w == row.weights) == tuned) argv.emplace_back(to_string(w));
   const ChildOutput out = run_capturing_stdout(argv);
   if (out.exit_code != 0)

@@ -12,9 +12,6 @@
 namespace moejit::bench {
 namespace {
 
-constexpr std::array<BenchWeights, 4> kAllWeights = {BenchWeights::bf16, BenchWeights::nf4,
-                                                     BenchWeights::nf4_dq, BenchWeights::int8};
-
 std::size_t ceil_div(std::size_t a, std::size_t b) {
   return (a + b - 1) / b;
 }

@@ -3,6 +3,7 @@
 // Quantized arrays are random but valid: every byte is a valid nf4 pair or int8 value, and scales
 // are positive, about 1/sqrt(K), so outputs stay finite; kernels read them as data, and the time
 // of a GEMM does not depend on the values.
+#include <array>
 #include <cstdint>
 #include <string_view>
 
@@ -16,6 +17,8 @@ namespace moejit::bench {
 // bf16: the act dtype as stored; nf4: blocksize 64, fp32 absmax; nf4-dq: nf4 with double
 // quantization; int8: int8_rowwise.
 enum class BenchWeights { bf16, nf4, nf4_dq, int8 };
+inline constexpr std::array<BenchWeights, 4> kAllWeights = {
+    BenchWeights::bf16, BenchWeights::nf4, BenchWeights::nf4_dq, BenchWeights::int8};
 
 std::string_view to_string(BenchWeights weights);
 // Throws InvalidArgument naming `argument` and the accepted spellings.

@@ -7,9 +7,8 @@
 //  - The loader brings the weight tile and the LoRA A tile by TMA (3-D tensor maps with the
 //    128-byte swizzle; parts past K, N or r arrive as zeros) and the gathered x rows by cp.async,
 //    eight threads per 128-byte row slice so that a warp's copy reads whole rows; both complete
-//    on the stage's `full` mbarrier. Once a tile's
-//    first stages are issued it stages the destination rows and B_e's columns for its epilogue
-//    (double-buffered).
+//    on the stage's `full` mbarrier. Once a tile's first stages are issued it stages the
+//    destination rows and B_e's columns for its epilogue (double-buffered).
 //  - The accumulators run wgmma on each stage (x * A^T as extra m64n16 products on the same x
 //    tile), keep one batch in flight and hand the stage back on its `empty` mbarrier once the
 //    batch that read it has completed; then the epilogue of forward_sm90.cuh.
