@@ -54,9 +54,9 @@ ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfi
   const std::uint64_t e = spec.experts, k = v.k, n = v.n, r = spec.rank;
   const auto rp = static_cast<std::uint32_t>((spec.rank + 15) / 16 * 16);
   ForwardTensorMaps maps{};
-  // Without y only x * A^T is computed; quantized weights are decoded by the loader: in neither
-  // case does TMA read the weight.
-  if (params.y != nullptr && !is_quantized(spec.weights)) {
+  // Quantized weights are decoded by the kernel, not read by TMA. (Without y, only x * A^T is
+  // wanted, but the kernel still runs the base product of column tile 0: see its header.)
+  if (!is_quantized(spec.weights)) {
     maps.w = v.in_out ? encode_3d("w", params.w, type, n, k, e, 64, 64)
                       : encode_3d("w", params.w, type, k, n, e, 64,
                                   static_cast<std::uint32_t>(config.block_n));

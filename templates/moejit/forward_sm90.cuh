@@ -98,7 +98,7 @@ struct ForwardSm90Kernel {
   using Tile = OutputTile;
 
   __device__ static void load_stage(const ForwardParams& p, const Tile& t, char* stage, int kb,
-                                    const long long* src_rows, bool base) {
+                                    const long long* src_rows) {
     const int k0 = kb * BK;
     const char* x = static_cast<const char*>(p.x);
     for (int c = threadIdx.x; c < BM * 8; c += kThreads) {
@@ -114,7 +114,7 @@ struct ForwardSm90Kernel {
       // fetched and decoded by the main loop
     } else if constexpr (kInOut) {
       constexpr int WC = BN / 8;
-      for (int c = threadIdx.x; c < (base ? BK * WC : 0); c += kThreads) {
+      for (int c = threadIdx.x; c < BK * WC; c += kThreads) {
         const int row = c / WC, ch = c % WC, k = k0 + row, n = t.n0 + ch * 8;
         const bool valid = k < K && n < N;
         cp_async_16(ws + w_in_out_chunk(row, ch) * 16,
@@ -122,7 +122,7 @@ struct ForwardSm90Kernel {
                     valid);
       }
     } else {
-      for (int c = threadIdx.x; c < (base ? BN * 8 : 0); c += kThreads) {
+      for (int c = threadIdx.x; c < BN * 8; c += kThreads) {
         const int row = c >> 3, ch = c & 7, k = k0 + ch * 8, n = t.n0 + row;
         const bool valid = k < K && n < N;
         cp_async_16(ws + WTile::chunk_offset(row, ch) * 16,
@@ -157,7 +157,9 @@ struct ForwardSm90Kernel {
     const long long* dst_rows = src_rows + BM;
     char* bs = smem + kBTileOffset;
     QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
-    stage_tile_inputs<Cfg, BTile, BM, BN, RP, kThreads>(p, t, src_rows, bs, tables, base);
+    // The quantized weights' tables are staged without y too: column tile 0 runs its whole
+    // product then (see the main loop).
+    stage_tile_inputs<Cfg, BTile, BM, BN, RP, kThreads>(p, t, src_rows, bs, tables, true);
     __syncthreads();
 
     WeightFetch fetch;
@@ -177,8 +179,8 @@ struct ForwardSm90Kernel {
 
 #pragma unroll
     for (int s = 0; s < kPrefetch; ++s) {
-      if (s < KB) load_stage(p, t, smem + s * kStageBytes, s, src_rows, base);
-      if (kQuant && base && s < KB) {
+      if (s < KB) load_stage(p, t, smem + s * kStageBytes, s, src_rows);
+      if (kQuant && s < KB) {
         fetch_weights(s);
         fetch.template store<Act>(smem + s * kStageBytes + XTile::kBytes, tables, p.offset);
       }
@@ -190,8 +192,8 @@ struct ForwardSm90Kernel {
       __syncthreads();
       // The stage loaded now was last read by the wgmma batch of kb - 2, which has completed.
       const int next = kb + kPrefetch;
-      if (next < KB) load_stage(p, t, smem + (next % STAGES) * kStageBytes, next, src_rows, base);
-      if (kQuant && base && next < KB) fetch_weights(next);  // registers, decoded below
+      if (next < KB) load_stage(p, t, smem + (next % STAGES) * kStageBytes, next, src_rows);
+      if (kQuant && next < KB) fetch_weights(next);  // registers, decoded below
       cp_async_commit();
 
       const char* stage = smem + (kb % STAGES) * kStageBytes;
@@ -202,13 +204,13 @@ struct ForwardSm90Kernel {
 #pragma unroll
       for (int kk = 0; kk < BK / 16; ++kk) {
         const unsigned long long da = wgmma_desc_k128(xs + kk * 32);
-        if (base) {
-          if constexpr (kInOut) {
-            Wgmma<BN>::template mma<kBf16, true>(acc, da,
-                                                 wgmma_desc_mn128(ws + kk * 2048, kWBlockBytes));
-          } else {
-            Wgmma<BN>::template mma<kBf16>(acc, da, wgmma_desc_k128(ws + kk * 32));
-          }
+        // Also without y (then acc is dropped): a wgmma behind a branch makes ptxas fence the
+        // accumulators around it (C7519).
+        if constexpr (kInOut) {
+          Wgmma<BN>::template mma<kBf16, true>(acc, da,
+                                               wgmma_desc_mn128(ws + kk * 2048, kWBlockBytes));
+        } else {
+          Wgmma<BN>::template mma<kBf16>(acc, da, wgmma_desc_k128(ws + kk * 32));
         }
 #pragma unroll
         for (int q = 0; q < RP / 16; ++q)
@@ -218,7 +220,7 @@ struct ForwardSm90Kernel {
       wgmma_wait<1>();
       // Decoded while this stage's wgmma runs; made visible to wgmma by the fence and barrier at
       // the top of a later iteration.
-      if (kQuant && base && next < KB)
+      if (kQuant && next < KB)
         fetch.template store<Act>(smem + (next % STAGES) * kStageBytes + XTile::kBytes, tables,
                                   p.offset);
     }

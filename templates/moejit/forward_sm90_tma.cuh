@@ -8,7 +8,8 @@
 //    128-byte swizzle; parts past K, N or r arrive as zeros) and the gathered x rows by cp.async,
 //    eight threads per 128-byte row slice so that a warp's copy reads whole rows; both complete
 //    on the stage's `full` mbarrier. Once a tile's first stages are issued it stages the
-//    destination rows and B_e's columns for its epilogue (double-buffered).
+//    destination rows and B_e's columns for its epilogue (double-buffered). Without y (x * A^T
+//    only, for the backward) the grid runs column tile 0 of each row tile and drops its product.
 //  - The accumulators run wgmma on each stage (x * A^T as extra m64n16 products on the same x
 //    tile), keep one batch in flight and hand the stage back on its `empty` mbarrier once the
 //    batch that read it has completed; then the epilogue of forward_sm90.cuh.
@@ -87,9 +88,16 @@ __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const Outp
     }
   }
 
-  // Epilogue 3: bias, round, scatter.
+  // Epilogue 3: bias, round, scatter. The thread's two destination rows are read once: the
+  // stores to y might alias dst_rows for all the compiler knows, so it would reload them.
   const Act* bias = static_cast<const Act*>(p.bias);
   Act* y = static_cast<Act*>(p.y);
+  long long dst_offset[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = row0 + half * 8;
+    dst_offset[half] = row < t.rows ? dst_rows[row] * N : -1;
+  }
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
     const int col = t.n0 + j * 8 + 2 * tq;
@@ -101,9 +109,8 @@ __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const Outp
     }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int row = row0 + half * 8;
-      if (row < t.rows) {
-        *reinterpret_cast<unsigned*>(y + dst_rows[row] * N + col) =
+      if (dst_offset[half] >= 0) {
+        *reinterpret_cast<unsigned*>(y + dst_offset[half] + col) =
             pack2<Act>(acc[j * 4 + 2 * half] + b0, acc[j * 4 + 2 * half + 1] + b1);
       }
     }
@@ -137,7 +144,8 @@ struct ForwardTmaKernel {
                 "register reallocation beyond the launch allocation");
 
   static_assert(Cfg::kBlockK == 64, "the sm90 kernels read 128-byte (64-element) k slices");
-  static_assert(IsSame<typename Cfg::Lora, Act>::value, "the sm90 kernels need lora dtype == act");
+  static_assert(IsSame<typename Cfg::Lora, Act>::value && IsSame<LoraB, Act>::value,
+                "the sm90 kernels need lora dtype == act");
   static_assert(BM == 64 || BM == 128, "block_m is one or two warpgroups of 64 rows");
   static_assert(BN == 64 || BN == 128 || BN == 256, "block_n must be 64, 128 or 256");
   static_assert(STAGES >= (kQuant ? 3 : 2),
@@ -269,29 +277,35 @@ struct ForwardTmaKernel {
   }
 
   // The loader's per-tile work for the epilogue: the destination row of its x row and B_e's
-  // columns (act dtype, zero-padded to RP ranks) into `inputs`.
+  // columns (act dtype, zero-padded to RP ranks) into `inputs`. B_e's elements are scattered (the
+  // PEFT storage interleaves experts), so the time goes in load latency: a tile's loads are all in
+  // flight at once where registers allow, and issued before the stores, which could alias them.
+  // While the loader waits here it issues no stage, and the accumulators would soon starve
+  // (measured: four round trips per tile cost qwen3 gate_up a quarter of its time).
   __device__ static void stage_inputs(const ForwardParams& p, const OutputTile& t, char* inputs,
                                       int my_row, long long dst, bool first_of_row, bool base) {
-    if (first_of_row) reinterpret_cast<long long*>(inputs + BTile::kBytes)[my_row] = dst;
-    if (!base) return;
-    const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
-    constexpr int kPerThread = BN * RP / 128, kBatch = 8;  // loads in flight per thread
+    constexpr int kPerThread = BN * RP / 128;
+    // 16 loads in flight where ptxas keeps them in registers (it spilled with quantized weights,
+    // with block_n 128 at r = 16 and with block_m 64 at r = 64).
+    constexpr int kBatch =
+        !kQuant && BM == 128 && kPerThread % 16 == 0 && kPerThread >= 32 ? 16 : 8;
     static_assert(kPerThread % kBatch == 0, "B tile elements per loader thread");
-    for (int i0 = 0; i0 < kPerThread; i0 += kBatch) {
-      float v[kBatch];
+    const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
+    for (int i0 = 0; base && i0 < kPerThread; i0 += kBatch) {
+      LoraB v[kBatch];
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
         const int idx = (i0 + u) * 128 + threadIdx.x, n = idx / RP, j = idx % RP, o = t.n0 + n;
-        v[u] = j < R && o < N
-                   ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)])
-                   : 0.f;
+        v[u] = j < R && o < N ? lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)]
+                              : LoraB{};
       }
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
         const int idx = (i0 + u) * 128 + threadIdx.x, n = idx / RP, j = idx % RP;
-        *reinterpret_cast<Act*>(inputs + BTile::byte_offset(n, j, 2)) = from_float<Act>(v[u]);
+        *reinterpret_cast<Act*>(inputs + BTile::byte_offset(n, j, 2)) = v[u];
       }
     }
+    if (first_of_row) reinterpret_cast<long long*>(inputs + BTile::kBytes)[my_row] = dst;
   }
 
   __device__ static void load(const ForwardParams& p, const ForwardTensorMaps& maps, char* smem,
@@ -305,11 +319,11 @@ struct ForwardTmaKernel {
     const int my_row = threadIdx.x;
     const bool leader = threadIdx.x == 0;
     if (leader) {
-      if (base && !kQuant) prefetch_tensor_map(&maps.w);  // not encoded otherwise
+      if (!kQuant) prefetch_tensor_map(&maps.w);  // not encoded otherwise
       prefetch_tensor_map(&maps.a);
     }
     const char* x = static_cast<const char*>(p.x);
-    const unsigned tx_bytes = (base && !kQuant ? kWBytes : 0) + kABytes;
+    const unsigned tx_bytes = (kQuant ? 0 : kWBytes) + kABytes;
     RingPosition<STAGES> stage;
     RingPosition<2> inputs;
     for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
@@ -340,7 +354,7 @@ struct ForwardTmaKernel {
         if (leader) {
           mbarrier_arrive_expect_tx(full, tx_bytes);
           const unsigned ws = smem_addr(st + kXBytes);
-          if (base && !kQuant) {
+          if (!kQuant) {
             if constexpr (kInOut) {  // blocks of 64 n, each 64 rows of k
 #pragma unroll
               for (int b = 0; b < BN / 64; ++b)
@@ -381,7 +395,6 @@ struct ForwardTmaKernel {
     for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
       OutputTile t;
       if (!tile_at(p, s, linear, base, t)) continue;
-      const bool decode = kQuant && base;
       auto fetch = [&](int kb) {
         fetched.fetch(p, [&](int c, long long& flat, long long& row_len, int& chunk) {
           return sm90_quant_chunk<Cfg, BN>(t, kb, c, flat, row_len, chunk);
@@ -393,13 +406,12 @@ struct ForwardTmaKernel {
         fetched.template store<Act>(smem + slot * kStageBytes + kXBytes, tables, p.offset);
         fence_proxy_async();
       };
+      // Quantized weights: k-block 0 into the tile's first stage, whose last reader has completed.
       if constexpr (kQuant) {
-        if (decode) {  // k-block 0 into the tile's first stage, whose last reader has completed
-          fetch(0);
-          decode_into(stage.slot);
-          if (KB > 1) fetch(1);
-          named_barrier_sync(kConsumerBarrier, kConsumerThreads);
-        }
+        fetch(0);
+        decode_into(stage.slot);
+        if (KB > 1) fetch(1);
+        named_barrier_sync(kConsumerBarrier, kConsumerThreads);
       }
       float acc[BN / 2];
       float xa[RP / 16][8];
@@ -421,13 +433,13 @@ struct ForwardTmaKernel {
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk) {
           const unsigned long long da = wgmma_desc_k128(xs + kk * 32);
-          if (base) {
-            if constexpr (kInOut) {
-              Wgmma<BN>::template mma<kBf16, true>(acc, da,
-                                                   wgmma_desc_mn128(ws + kk * 2048, 64 * 128));
-            } else {
-              Wgmma<BN>::template mma<kBf16>(acc, da, wgmma_desc_k128(ws + kk * 32));
-            }
+          // Also without y (column tile 0 only, acc unused): a wgmma behind a branch makes ptxas
+          // fence the accumulators around it (C7519), a dummy HGMMA in every k-block.
+          if constexpr (kInOut) {
+            Wgmma<BN>::template mma<kBf16, true>(acc, da,
+                                                 wgmma_desc_mn128(ws + kk * 2048, 64 * 128));
+          } else {
+            Wgmma<BN>::template mma<kBf16>(acc, da, wgmma_desc_k128(ws + kk * 32));
           }
 #pragma unroll
           for (int q = 0; q < RP / 16; ++q)
@@ -439,7 +451,7 @@ struct ForwardTmaKernel {
         // warpgroups: each passed wgmma_wait<1> of iteration kb - 1 (or wgmma_wait<0> at the end
         // of its previous tile) before the named barrier this thread passed since. The barrier
         // must therefore stay after wgmma_wait<1>.
-        const bool decode_next = decode && kb + 1 < KB;
+        const bool decode_next = kQuant && kb + 1 < KB;
         if constexpr (kQuant) {
           if (decode_next) {
             decode_into(stage.slot + 1 == STAGES ? 0 : stage.slot + 1);
@@ -488,11 +500,9 @@ struct ForwardTmaKernel {
       fence_mbarrier_init();
     }
     if (threadIdx.x < 32) count_row_tiles(p, tile_start);
-    if constexpr (kQuant) {
-      if (p.y != nullptr)
-        stage_quant_tables<Cfg::kWeightFormat>(reinterpret_cast<QuantTables*>(smem + kTablesOffset),
-                                               p, Cfg::kDoubleQuant, kThreads);
-    }
+    if constexpr (kQuant)
+      stage_quant_tables<Cfg::kWeightFormat>(reinterpret_cast<QuantTables*>(smem + kTablesOffset),
+                                             p, Cfg::kDoubleQuant, kThreads);
     __syncthreads();
     const bool base = p.y != nullptr;  // y == null: only x * A^T is wanted
     const long long row_tiles = tile_start[E];
