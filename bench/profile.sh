@@ -2,7 +2,8 @@
 # Nsight Compute profile of one projection's step, run on the GPU machine from the repository root
 # with a carried build folder (as bench/device.sh): the time of every kernel of a forward and a
 # forward+backward step (kernels.csv, summed per kernel in kernels.txt), then the full section set
-# of the forward GEMM kernel (forward.txt). Finds what limits a kernel before it is changed.
+# of the forward GEMM kernel (forward.txt), its stall reasons and its hottest SASS instructions
+# (stalls.txt). Finds what limits a kernel before it is changed.
 #
 #   bench/profile.sh [BUILD] PRESET PROJ WEIGHTS [GEMM_CONFIG]
 #
@@ -66,6 +67,38 @@ stalls = [(number(v), h) for h, v in zip(head, values)
           if "issue_stalled_" in h and h.endswith(".ratio") and number(v) is not None]
 for v, h in sorted(stalls, reverse=True)[:12]:
     print(f"{v:8.2f}  {h}")
+PY
+# Where in the SASS: the instructions holding the most warp samples, with their two main stall
+# reasons and how often they ran (a loop's body, a tile's epilogue, the loader's waits), appended
+# to the stalls file. This is what told the loader's B staging apart from the epilogue (v5d).
+ncu --import "$WORK/forward.ncu-rep" --page source --print-source sass --csv \
+  >"$WORK/forward-sass.csv" 2>>"$WORK/ncu.log"
+python3 - "$WORK/forward-sass.csv" <<'PY' | tee -a "$NAME-stalls.txt"
+import collections, csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 3]
+head, body = rows[0], rows[1:]
+col = {h: i for i, h in enumerate(head)}
+samples, executed = col["Warp Stall Sampling (All Samples)"], col["Instructions Executed"]
+reasons = [h for h in head if h.startswith("stall_") and "Not Issued" not in h]
+def number(r, i):
+    try:
+        return float(r[i].replace(",", "") or 0)
+    except ValueError:
+        return 0.0
+total = sum(number(r, samples) for r in body) or 1.0
+by_opcode = collections.Counter()
+for r in body:
+    words = [w for w in r[col["Source"]].split() if not w.startswith("@")]
+    by_opcode[words[0].split(".")[0] if words else "?"] += number(r, samples)
+print(f"\nSASS: {len(body)} instructions, {total:.0f} warp samples; by opcode:")
+print("  " + ", ".join(f"{op} {n / total:.0%}" for op, n in by_opcode.most_common(10)))
+print("hottest instructions (index, share of samples, times executed, main stall reasons):")
+for i in sorted(range(len(body)), key=lambda i: -number(body[i], samples))[:25]:
+    r = body[i]
+    top = sorted(((number(r, col[h]), h[6:]) for h in reasons), reverse=True)[:2]
+    why = ", ".join(f"{h} {v / max(number(r, samples), 1):.0%}" for v, h in top if v > 0)
+    print(f"  {i:5d} {number(r, samples) / total:6.1%} {number(r, executed):12.0f}  "
+          f"{r[col['Source']].strip()[:60]:60}  {why}")
 PY
 if [[ ${KEEP_REPORT:-0} == 1 ]]; then cp "$WORK/forward.ncu-rep" "$NAME-forward.ncu-rep"; fi
 rm -rf "$WORK"
