@@ -26,8 +26,8 @@ namespace moejit {
 // its 16 rows of the tile: x * A^T out when asked, then acc += round(s * x * A^T) * B^T on
 // mma.sync (a warp's slice of a wgmma accumulator has the m16n8 fragment layout), the bias,
 // rounding and the scatter of the rows. `bs` holds B_e's columns, `xas` is scratch for x * A^T.
-// The same steps as the end of ForwardSm90Kernel::run, which keeps its own copy until the GPU
-// runs that verify this kernel (bench/NOTES.md, v5).
+// The same steps as the end of ForwardSm90Kernel::run, which keeps its own copy (without v5d's
+// destination rows read once) until a GPU run verifies sharing this one (bench/NOTES.md, v5).
 template <class Cfg, int BM, int BN, int RP>
 __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const OutputTile& t,
                                               float (&acc)[BN / 2], float (&xa)[RP / 16][8],
@@ -278,8 +278,8 @@ struct ForwardTmaKernel {
 
   // The loader's per-tile work for the epilogue: the destination row of its x row and B_e's
   // columns (act dtype, zero-padded to RP ranks) into `inputs`. B_e's elements are scattered (the
-  // PEFT storage interleaves experts), so the time goes in load latency: a tile's loads are all in
-  // flight at once where registers allow, and issued before the stores, which could alias them.
+  // PEFT storage interleaves experts), so the time goes in load latency: 16 loads in flight where
+  // registers allow (else 8), issued before the stores, which could alias them.
   // While the loader waits here it issues no stage, and the accumulators would soon starve
   // (measured: four round trips per tile cost qwen3 gate_up a quarter of its time).
   __device__ static void stage_inputs(const ForwardParams& p, const OutputTile& t, char* inputs,

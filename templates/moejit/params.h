@@ -12,10 +12,12 @@ struct ForwardParams {
   const void* bias;            // [E, N] act dtype, or null when the config has no bias
   const void* expert_offsets;  // [E], inclusive cumulative ends, index dtype
   const void* scattered_idxs;  // [T*k], slot of each grouped row, index dtype
-  void* y;                     // [T*k, N] act dtype
-  float* xa_out;               // optional [T*k, r] fp32: x * A^T per grouped row (unscaled)
-  long long rows;              // T*k
-  float scale;                 // LoRA scaling s
+  // [T*k, N] act dtype; null: only xa_out is written (w and the quantization arrays must still
+  // be valid: the sm90 kernels run column tile 0's base product then and drop it)
+  void* y;
+  float* xa_out;   // optional [T*k, r] fp32: x * A^T per grouped row (unscaled)
+  long long rows;  // T*k
+  float scale;     // LoRA scaling s
   // Quantized base weights (nf4 / int8_rowwise); unused for bf16/fp16 weights.
   const void* absmax;   // nf4: fp32 absmax or uint8 qabsmax; int8: fp32 row_stats
   const void* code;     // nf4: fp32[16]
