@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the SASS of each kernel family on a list of representative configs: the sm_90a wgmma
-# kernels must hold HGMMA instructions (else the math silently fell back to something slower), and
-# no kernel may touch local memory (LDL/STL: register spills or dynamically indexed arrays).
+# kernels must hold HGMMA instructions (else the math silently fell back to something slower) and
+# compile without ptxas C7519 (accumulators fenced around a wgmma), and no kernel may touch local
+# memory (LDL/STL: register spills or dynamically indexed arrays).
 # Renders each CUBIN with moejit_render --cubin and disassembles it with cuobjdump -sass, which the
 # GPU machine's toolkit has (bench/device.sh runs this as its `sass` stage).
 #
@@ -94,6 +95,10 @@ check_one() {
     problems+="${problems:+, }no HGMMA in a wgmma kernel"
   fi
   ((ldl + stl == 0)) || problems+="${problems:+, }local memory"
+  # ptxas C7519: a wgmma behind a branch made ptxas fence its accumulators (bench/NOTES.md, v5d).
+  if [[ $needs_hgmma == yes ]] && "$RENDER" "$@" --ptxas 2>&1 | grep -q C7519; then
+    problems+="${problems:+, }ptxas C7519 (wgmma fenced)"
+  fi
   if [[ -z $problems ]]; then
     row "$name" "$hgmma" "$ldl" "$stl" PASS
     return 0
