@@ -325,7 +325,8 @@ int worker_count() {
 
 // `prepare` may fill the workers' cache files first (worker_cache) to pin kernels; `inspect` sees
 // them after the cases ran.
-// In quick mode (gpu_env.hpp) every fifth case, and the last two (the many-tile TMA cases).
+// In quick mode (gpu_env.hpp) every fifth case and the last two (in tma_cases, the many-tile
+// ones).
 void run_cases(const std::vector<QuantCase>& all_cases, int workers,
                const std::function<void(const std::filesystem::path&)>& prepare = {},
                const std::function<void(const std::filesystem::path&)>& inspect = {}) {
