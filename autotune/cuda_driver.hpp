@@ -32,6 +32,7 @@ struct Api {
   X(cuModuleGetFunction)       \
   X(cuFuncSetAttribute)        \
   X(cuFuncGetAttribute)        \
+  X(cuOccupancyMaxActiveClusters) \
   X(cuLaunchKernel)            \
   X(cuMemAlloc)                \
   X(cuMemFree)                 \

@@ -1,6 +1,7 @@
 #include "autotune/launch.hpp"
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
@@ -40,10 +41,27 @@ TensorMapStorage encode_3d(const char* tensor, const void* address, CUtensorMapD
 
 }  // namespace
 
-void prepare_function(CUfunction function, int dynamic_smem) {
-  cuda::check(cuda::api().cuFuncSetAttribute(
-                  function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, dynamic_smem),
+void prepare_kernel(KernelHandle& kernel) {
+  cuda::check(cuda::api().cuFuncSetAttribute(kernel.function,
+                                             CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                             kernel.dynamic_smem),
               "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
+  kernel.resident_ctas = kernel.sm_count;
+  if (kernel.config.cluster_m == 1 || kernel.sm_count <= 0) return;
+  CUlaunchConfig launch{};
+  launch.gridDimX = static_cast<unsigned>(kernel.sm_count / kernel.config.cluster_m *
+                                          kernel.config.cluster_m);
+  launch.gridDimY = launch.gridDimZ = 1;
+  launch.blockDimX = static_cast<unsigned>(kernel.config.threads());
+  launch.blockDimY = launch.blockDimZ = 1;
+  launch.sharedMemBytes = static_cast<unsigned>(kernel.dynamic_smem);
+  int clusters = 0;  // the kernel's cluster shape is compiled in (__cluster_dims__)
+  cuda::check(cuda::api().cuOccupancyMaxActiveClusters(&clusters, kernel.function, &launch),
+              "cuOccupancyMaxActiveClusters");
+  if (clusters <= 0)
+    throw InvalidArgument("tile config", kernel.config.name(),
+                          "a cluster shape this device can hold at least once");
+  kernel.resident_ctas = std::min(kernel.sm_count, clusters * kernel.config.cluster_m);
 }
 
 ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfig& config,
@@ -57,9 +75,10 @@ ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfi
   // Quantized weights are decoded by the kernel, not read by TMA. (Without y, only x * A^T is
   // wanted, but the kernel still runs the base product of column tile 0: see its header.)
   if (!is_quantized(spec.weights)) {
+    // Out_in tiles in a cluster: each CTA loads block_n / cluster_m rows of the shared tile.
     maps.w = v.in_out ? encode_3d("w", params.w, type, n, k, e, 64, 64)
                       : encode_3d("w", params.w, type, k, n, e, 64,
-                                  static_cast<std::uint32_t>(config.block_n));
+                                  static_cast<std::uint32_t>(config.block_n / config.cluster_m));
   }
   maps.a = encode_3d("lora_a", params.lora_a, type, k, r, e, 64, rp);
   return maps;
@@ -68,7 +87,7 @@ ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfi
 void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
                    std::int64_t rows, CUstream stream) {
   if (rows <= 0) return;
-  const LaunchDims dims = launch_dims(spec, kernel.config, rows, kernel.sm_count);
+  const LaunchDims dims = launch_dims(spec, kernel.config, rows, kernel.resident_ctas);
   if (dims.grid_x > INT_MAX)
     throw InvalidArgument("rows", std::to_string(rows), "a grid of at most 2^31-1 CTAs");
   if (kernel.config.tma && rows > INT_MAX)

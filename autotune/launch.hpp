@@ -14,11 +14,16 @@ struct KernelHandle {
   CUfunction function = nullptr;
   TileConfig config;
   int dynamic_smem = 0;
-  int sm_count = 0;  // the device's; caps the grid of persistent kernels (0: no cap)
+  int sm_count = 0;  // the device's
+  // CTAs of this kernel the device holds at once; caps the grid of the persistent kernels (0: no
+  // cap). Set by prepare_kernel.
+  int resident_ctas = 0;
 };
 
-// Raises the function's dynamic shared-memory limit to what `config` needs (once per function).
-void prepare_function(CUfunction function, int dynamic_smem);
+// Raises the function's dynamic shared-memory limit to what its config needs and finds its
+// resident CTAs: one per SM, or for clusters what cuOccupancyMaxActiveClusters reports (the SMs
+// of a GPU processing cluster may not pair up). Once per function.
+void prepare_kernel(KernelHandle& kernel);
 
 // Launches the kernel of `spec.op` with the parameter block `params` (the struct of params.h that
 // the op takes) over `rows` = T*k grouped rows; does nothing when rows == 0.

@@ -20,7 +20,9 @@ double time_floor_ms(const ProjectionSpec& spec, const TileConfig& config,
   const GemmView v = gemm_view(spec);
   std::int64_t row_tiles = 0, begin = 0;
   for (const std::int64_t end : expert_offsets) {
-    row_tiles += (end - begin + config.block_m - 1) / config.block_m;
+    // A cluster runs its CTAs' row tiles in step, whether they hold rows or not.
+    const std::int64_t cluster_rows = std::int64_t{config.block_m} * config.cluster_m;
+    row_tiles += (end - begin + cluster_rows - 1) / cluster_rows * config.cluster_m;
     begin = end;
   }
   const std::int64_t tiles = row_tiles * ((v.n + config.block_n - 1) / config.block_n);

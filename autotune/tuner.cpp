@@ -191,6 +191,12 @@ std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::st
         if (tma_tile_serves(spec, c, arch)) out.push_back(c);
       }
     }
+  // Clusters of two 128-row CTAs multicasting the weight tile: the L2-to-SM bytes per output fall
+  // by a third; they lose where experts have few rows (a half tile with none still runs).
+  for (const auto& [bn, stages] : {std::pair{256, 3}, {256, 4}, {128, 4}, {128, 5}}) {
+    const TileConfig c{128, bn, 64, 8, 1, stages, true, true, 2};
+    if (tma_tile_serves(spec, c, arch)) out.push_back(c);
+  }
   return out;
 }
 
@@ -314,7 +320,7 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
     LoadedCandidate loaded{cuda::Module(c.kernel.cubin), {}};
     loaded.handle = KernelHandle{loaded.module.function(c.kernel.lowered_name), c.config,
                                  c.dynamic_smem, device.sm_count};
-    prepare_function(loaded.handle.function, loaded.handle.dynamic_smem);
+    prepare_kernel(loaded.handle);
     return loaded;
   };
   const DType result_dtype = family_of(spec.op) == KernelFamily::gemm ? spec.act : spec.lora;

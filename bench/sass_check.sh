@@ -21,6 +21,7 @@ set -u -o pipefail
 # GPT-OSS-like down projection (in_out weights with bias).
 QWEN="--experts 128 --top-k 8 --in-features 2048 --out-features 1536 --rank 16 --grouped-out"
 GPTOSS="--experts 32 --top-k 4 --in-features 2880 --out-features 2880 --rank 16 --grouped-in --bias"
+MIXTRAL="--experts 8 --top-k 2 --in-features 4096 --out-features 28672 --rank 16 --grouped-out"
 WG128="--block-m 128 --block-n 128 --block-k 64 --warps-m 8 --warps-n 1 --stages 4 --wgmma"
 WG256="--block-m 128 --block-n 256 --block-k 64 --warps-m 8 --warps-n 1 --stages 4 --wgmma"
 # The default mma.sync tiles of quantized weights (autotune/tuner.cpp).
@@ -51,6 +52,8 @@ fwd_tma_in_out_gptoss     yes --arch sm_90a $GPTOSS --layout in_out $WG128 --tma
 dx_tma                    yes --arch sm_90a --op backward_dx $QWEN $WG128 --tma
 fwd_tma_nf4_dq            yes --arch sm_90a $QWEN --weights nf4 --double-quant $WG128 --tma
 dx_tma_int8_in_out        yes --arch sm_90a --op backward_dx $GPTOSS --layout in_out --weights int8_rowwise $WG128 --tma
+fwd_tma_c2_mixtral        yes --arch sm_90a $MIXTRAL $WG256 --tma --cluster-m 2
+dx_tma_c2_in_out_gptoss   yes --arch sm_90a --op backward_dx $GPTOSS --layout in_out $WG128 --tma --cluster-m 2
 LIST
 )
 

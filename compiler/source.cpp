@@ -37,6 +37,7 @@ struct Config {{
   static constexpr int kWarpsM = {warps_m};
   static constexpr int kWarpsN = {warps_n};
   static constexpr int kStages = {stages};
+  static constexpr int kClusterM = {cluster_m};
   static constexpr int kSmemBytes = {smem_bytes};
 }};
 }}  // namespace moejit_cfg
@@ -115,6 +116,9 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   if (c.wgmma && v.a_dtype != spec.act)
     throw InvalidArgument("tile config", c.name(),
                           "a non-wgmma config: the sm90 kernel needs lora dtype == act dtype");
+  if (c.cluster_m != 1 && is_quantized(spec.weights))
+    throw InvalidArgument("tile config", c.name(),
+                          "cluster_m 1 for quantized weights (clusters multicast 16-bit tiles)");
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
@@ -136,8 +140,10 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
       arg("double_quant", spec.weights == WeightFormat::nf4 && spec.double_quant),
       arg("block_m", c.block_m), arg("block_n", c.block_n), arg("block_k", c.block_k),
       arg("warps_m", c.warps_m), arg("warps_n", c.warps_n), arg("stages", c.stages),
-      arg("smem_bytes", out.dynamic_smem));
-  out.name_expression = c.tma     ? "moejit::moe_lora_forward_sm90_tma<moejit_cfg::Config>"
+      arg("cluster_m", c.cluster_m), arg("smem_bytes", out.dynamic_smem));
+  out.name_expression =
+      c.cluster_m == 2 ? "moejit::moe_lora_forward_sm90_tma_cluster2<moejit_cfg::Config>"
+      : c.tma          ? "moejit::moe_lora_forward_sm90_tma<moejit_cfg::Config>"
                         : c.wgmma ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
                                   : "moejit::moe_lora_forward<moejit_cfg::Config>";
   return out;
@@ -213,7 +219,7 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
 }
 
 LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& c, std::int64_t rows,
-                       int sm_count) {
+                       int resident_ctas) {
   LaunchDims d;
   switch (family_of(spec.op)) {
     case KernelFamily::gemm: {
@@ -223,7 +229,8 @@ LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& c, std::int
           (rows + c.block_m - 1) / c.block_m + std::min<std::int64_t>(spec.experts, rows);
       row_tiles = (row_tiles + 7) / 8 * 8;
       d.grid_x = n_tiles * row_tiles;
-      if (c.tma && sm_count > 0) d.grid_x = std::min<std::int64_t>(d.grid_x, sm_count);
+      if (c.tma && resident_ctas > 0) d.grid_x = std::min<std::int64_t>(d.grid_x, resident_ctas);
+      d.grid_x = (d.grid_x + c.cluster_m - 1) / c.cluster_m * c.cluster_m;  // whole clusters
       d.threads = c.threads();
       d.dynamic_smem = dynamic_smem_bytes(spec, c);
       return d;

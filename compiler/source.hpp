@@ -34,9 +34,10 @@ struct LaunchDims {
 
 // Grid for `rows` = T*k grouped rows. GEMM ops: every N tile times an upper bound on the row
 // tiles (each expert adds at most one partial tile; surplus CTAs exit at once), capped at
-// `sm_count` CTAs for the persistent TMA kernel when it is known (> 0). lora_grad: column tiles x
-// experts. Helper ops: a grid-stride loop.
+// `resident_ctas` CTAs (those the device holds at once) for the persistent TMA kernel when it is
+// known (> 0), and whole clusters. lora_grad: column tiles x experts. Helper ops: a grid-stride
+// loop.
 LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& config, std::int64_t rows,
-                       int sm_count = 0);
+                       int resident_ctas = 0);
 
 }  // namespace moejit

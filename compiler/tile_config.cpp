@@ -9,14 +9,18 @@
 namespace moejit {
 
 std::string TileConfig::name() const {
-  return fmt::format("m{}n{}k{}_w{}x{}_s{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
+  return fmt::format("m{}n{}k{}_w{}x{}_s{}{}{}", block_m, block_n, block_k, warps_m, warps_n,
+                     stages,
                      tma     ? "_tma"
                      : wgmma ? "_wg"
-                             : "");
+                             : "",
+                     cluster_m == 1 ? "" : fmt::format("_c{}", cluster_m));
 }
 
 void TileConfig::validate() const {
   auto fail = [&](const char* what) { throw InvalidArgument("tile config", name(), what); };
+  if (cluster_m != 1 && (!tma || cluster_m != 2 || block_n < 128))
+    fail("cluster_m of 1, or 2 with tma and block_n 128 or 256");
   if (wgmma) {
     if (block_m != 64 && block_m != 128)
       fail("wgmma: block_m of 64 or 128 (one or two warpgroups)");
@@ -40,12 +44,12 @@ void TileConfig::validate() const {
 
 TileConfig parse_tile_config(const std::string& name) {
   static const std::regex kName(
-      R"(m(\d{1,4})n(\d{1,4})k(\d{1,4})_w(\d{1,2})x(\d{1,2})_s(\d{1,2})(_wg|_tma)?)");
+      R"(m(\d{1,4})n(\d{1,4})k(\d{1,4})_w(\d{1,2})x(\d{1,2})_s(\d{1,2})(_wg|_tma)?(?:_c(\d))?)");
   std::smatch m;
   if (!std::regex_match(name, m, kName))
     throw InvalidArgument("tile config", name,
-                          "a name like m128n256k64_w8x1_s4_wg: block m, n, k, warps, stages and "
-                          "_wg (wgmma) or _tma");
+                          "a name like m128n256k64_w8x1_s4_wg: block m, n, k, warps, stages, "
+                          "_wg (wgmma) or _tma, and _c2 for TMA in clusters of two");
   TileConfig c;
   c.block_m = std::stoi(m[1]);
   c.block_n = std::stoi(m[2]);
@@ -55,6 +59,7 @@ TileConfig parse_tile_config(const std::string& name) {
   c.stages = std::stoi(m[6]);
   c.wgmma = m[7].matched;
   c.tma = m[7] == "_tma";
+  if (m[8].matched) c.cluster_m = std::stoi(m[8]);
   c.validate();
   return c;
 }
@@ -62,7 +67,7 @@ TileConfig parse_tile_config(const std::string& name) {
 void to_json(nlohmann::json& j, const TileConfig& c) {
   j = nlohmann::json{{"block_m", c.block_m}, {"block_n", c.block_n}, {"block_k", c.block_k},
                      {"warps_m", c.warps_m}, {"warps_n", c.warps_n}, {"stages", c.stages},
-                     {"wgmma", c.wgmma},     {"tma", c.tma}};
+                     {"wgmma", c.wgmma},     {"tma", c.tma},         {"cluster_m", c.cluster_m}};
 }
 
 void from_json(const nlohmann::json& j, TileConfig& c) {
@@ -74,6 +79,7 @@ void from_json(const nlohmann::json& j, TileConfig& c) {
   j.at("stages").get_to(c.stages);
   c.wgmma = j.value("wgmma", false);
   c.tma = j.value("tma", false);
+  c.cluster_m = j.value("cluster_m", 1);
 }
 
 }  // namespace moejit

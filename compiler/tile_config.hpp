@@ -18,10 +18,13 @@ struct TileConfig {
   // With wgmma: the warp-specialized persistent kernel (forward_sm90_tma.cuh), whose extra loading
   // warpgroup brings the weight and LoRA tiles by TMA; all stages hold data in flight (2 to 8).
   bool tma = false;
+  // With tma: CTAs per cluster along the rows (1 or 2). Two CTAs take the halves of a 2 * block_m
+  // row tile and multicast the weight tile they share, each loading half of it.
+  int cluster_m = 1;
 
   int threads() const { return (tma ? 128 : 0) + 32 * warps_m * warps_n; }
-  // "m128n128k32_w2x2_s3" ("..._wg" for wgmma, "..._tma" for TMA): stable, human-readable, used in
-  // listings and cache values.
+  // "m128n128k32_w2x2_s3" ("..._wg" for wgmma, "..._tma" for TMA, "..._tma_c2" for TMA in
+  // clusters of two): stable, human-readable, used in listings and cache values.
   std::string name() const;
   // Throws InvalidArgument when the config cannot be instantiated (e.g. warp tile not a multiple
   // of the mma shape).

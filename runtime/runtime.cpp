@@ -158,7 +158,7 @@ struct Runtime::Impl {
     k.module = cuda::Module(entry.cubin);
     k.handle = KernelHandle{k.module.function(entry.kernel_name), entry.config,
                             dynamic_smem_bytes(spec, entry.config), device.sm_count};
-    prepare_function(k.handle.function, k.handle.dynamic_smem);
+    prepare_kernel(k.handle);
     return loaded.emplace(mk, std::move(k)).first->second;
   }
 };

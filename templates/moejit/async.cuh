@@ -36,6 +36,42 @@ __device__ __forceinline__ void mbarrier_wait(unsigned bar, unsigned parity) {
         : "memory");
   } while (!done);
 }
+// The same with cluster-scope acquire: for a barrier that other CTAs of the cluster arrive on.
+__device__ __forceinline__ void mbarrier_wait_cluster(unsigned bar, unsigned parity) {
+  unsigned done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], "
+        "%2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+// Thread block clusters. The rank of this CTA in its cluster.
+__device__ __forceinline__ unsigned cluster_cta_rank() {
+  unsigned rank;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+  return rank;
+}
+// The address of this CTA's shared variable `addr` in the shared memory of CTA `rank`.
+__device__ __forceinline__ unsigned map_shared_to_cta(unsigned addr, unsigned rank) {
+  unsigned out;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(out) : "r"(addr), "r"(rank));
+  return out;
+}
+// One arrival on a barrier of any CTA of the cluster (`bar` from map_shared_to_cta), releasing
+// this thread's prior memory accesses at cluster scope.
+__device__ __forceinline__ void mbarrier_arrive_cluster(unsigned bar) {
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(bar)
+               : "memory");
+}
+// Every thread of every CTA of the cluster meets here (also a CTA-wide barrier).
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::
+                   : "memory");
+}
 
 // A 3-D tile of a tensor map into shared memory; completion is counted on `bar` in bytes.
 // Coordinates are element indices, innermost first; parts outside the tensor arrive as zeros.
@@ -45,6 +81,17 @@ __device__ __forceinline__ void tma_load_3d(unsigned dst, const void* tensor_map
       "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
       " [%0], [%1, {%3, %4, %5}], [%2];\n" ::"r"(dst),
       "l"(tensor_map), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+// The same tile into the shared memory of every CTA in `cta_mask` (bit i: cluster rank i), at
+// this CTA's offsets; each of them counts the bytes on its own barrier at `bar`'s offset.
+__device__ __forceinline__ void tma_load_3d_multicast(unsigned dst, const void* tensor_map,
+                                                      unsigned bar, int c0, int c1, int c2,
+                                                      unsigned short cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      ".multicast::cluster [%0], [%1, {%3, %4, %5}], [%2], %6;\n" ::"r"(dst),
+      "l"(tensor_map), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "h"(cta_mask)
       : "memory");
 }
 __device__ __forceinline__ void prefetch_tensor_map(const void* tensor_map) {

@@ -13,6 +13,11 @@
 //  - The accumulators run wgmma on each stage (x * A^T as extra m64n16 products on the same x
 //    tile), keep one batch in flight and hand the stage back on its `empty` mbarrier once the
 //    batch that read it has completed; then the epilogue of forward_sm90.cuh.
+//  - With Cfg::kClusterM == 2 the CTAs run in clusters of two that take the two halves of a
+//    2 * BM-row tile: both need the same weight tile, and each loads half of it by TMA multicast
+//    into both, so the weight bytes read from L2 per output halve. A stage is refilled once the
+//    accumulators of both CTAs have released it (they arrive on the `empty` barriers of both).
+//    The second CTA's half may hold no rows (an expert's last tile); it still runs the stages.
 //  - Quantized weights are decoded by the accumulators themselves, all of them sharing the tile:
 //    while the wgmma batch of k-block kb runs they decode k-block kb + 1 (fetched one k-block
 //    earlier) into its stage and fetch kb + 2, then meet at a named barrier. Decoding by the
@@ -127,6 +132,10 @@ struct ForwardTmaKernel {
   static constexpr bool kBf16 = DTypeTraits<Act>::kIsBf16;
   static constexpr bool kInOut = Cfg::kWeightInOut;  // weight tile N-contiguous: B transposed
   static constexpr int kConsumers = BM / 64;
+  static constexpr int kCluster = Cfg::kClusterM;  // CTAs sharing each weight tile
+  static constexpr int kTileRows = BM * kCluster;  // rows of a cluster's tile
+  // Each accumulating warp releases a stage once per CTA of the cluster.
+  static constexpr int kEmptyArrivals = kConsumers * 4 * kCluster;
   static constexpr int kConsumerThreads = 128 * kConsumers;
   static constexpr int kThreads = 128 + kConsumerThreads;
   static constexpr int RP = (R + 15) / 16 * 16;
@@ -153,6 +162,8 @@ struct ForwardTmaKernel {
                 "into its stage while the batches of kb - 1 and kb may still read theirs");
   static_assert(RP <= 256, "a TMA box holds at most 256 rows");
   static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
+  static_assert(kCluster == 1 || (kCluster == 2 && !kQuant && BN >= 128),
+                "clusters of two CTAs multicast 16-bit weight tiles of 128 or 256 columns");
 
   using XTile = SwizzledTile<BM, 8>;
   using BTile = SwizzledTile<BN, RP * 2 / 16>;
@@ -203,9 +214,11 @@ struct ForwardTmaKernel {
   struct Schedule {
     const long long* tile_start;  // [E + 1] first row tile of each expert, then the total
     long long linear_end;
+    long long first, stride;  // this cluster's first linear tile index; clusters in the grid
+    int cta_rank;             // in the cluster
   };
 
-  // tile_start[e] = row tiles of experts before e (warp 0).
+  // tile_start[e] = row tiles (of kTileRows rows) of experts before e (warp 0).
   __device__ static void count_row_tiles(const ForwardParams& p, long long* tile_start) {
     const int lane = threadIdx.x & 31;
     long long before = 0;
@@ -215,7 +228,7 @@ struct ForwardTmaKernel {
       if (e < E) {
         const long long end = load_index<Index>(p.expert_offsets, e);
         const long long begin = e == 0 ? 0 : load_index<Index>(p.expert_offsets, e - 1);
-        count = end > begin ? (end - begin + BM - 1) / BM : 0;
+        count = end > begin ? (end - begin + kTileRows - 1) / kTileRows : 0;
       }
       long long inclusive = count;
 #pragma unroll
@@ -229,8 +242,9 @@ struct ForwardTmaKernel {
     if (lane == 0) tile_start[E] = before;
   }
 
-  // The output tile of linear index `linear`; false when it has none (past the last row tile,
-  // or not column tile 0 when only x * A^T is wanted).
+  // This CTA's output tile of linear index `linear` (its cluster's); false when it has none (past
+  // the last row tile, or not column tile 0 when only x * A^T is wanted). In a cluster, rank r
+  // takes rows [r * BM, (r + 1) * BM) of the cluster's tile, and may get none of them.
   __device__ static bool tile_at(const ForwardParams& p, const Schedule& s, long long linear,
                                  bool base, OutputTile& t) {
     long long row_tile = 0;
@@ -253,10 +267,10 @@ struct ForwardTmaKernel {
     if (end > p.rows) end = p.rows;  // never index past the routing arrays
     t.expert = lo;
     t.n0 = col_tile * BN;
-    t.row_begin = begin + (row_tile - s.tile_start[lo]) * BM;
+    t.row_begin = begin + (row_tile - s.tile_start[lo]) * kTileRows + s.cta_rank * BM;
     const long long row_end = t.row_begin + BM < end ? t.row_begin + BM : end;
-    t.rows = static_cast<int>(row_end - t.row_begin);
-    return row_end > t.row_begin;
+    t.rows = row_end > t.row_begin ? static_cast<int>(row_end - t.row_begin) : 0;
+    return true;
   }
 
   // The source (x row) and destination (y row) of row `my_row` of tile t; -1 past its rows.
@@ -323,10 +337,17 @@ struct ForwardTmaKernel {
       prefetch_tensor_map(&maps.a);
     }
     const char* x = static_cast<const char*>(p.x);
+    // The whole weight tile: in a cluster half of it comes from the other CTA's multicast.
     const unsigned tx_bytes = (kQuant ? 0 : kWBytes) + kABytes;
+    auto load_w = [&](unsigned dst, unsigned full, int c0, int c1, int expert) {
+      if constexpr (kCluster == 1)
+        tma_load_3d(dst, &maps.w, full, c0, c1, expert);
+      else
+        tma_load_3d_multicast(dst, &maps.w, full, c0, c1, expert, (1u << kCluster) - 1);
+    };
     RingPosition<STAGES> stage;
     RingPosition<2> inputs;
-    for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
+    for (long long linear = s.first; linear < s.linear_end; linear += s.stride) {
       OutputTile t;
       if (!tile_at(p, s, linear, base, t)) continue;
       int src[kRowsPerThread];  // x rows (fewer than 2^31), 32-bit so the loader does not spill
@@ -348,19 +369,27 @@ struct ForwardTmaKernel {
       // One stage: the weight tile (16-bit weights) and the A tile by TMA, the gathered x rows by
       // cp.async. Quantized weight tiles are the accumulators' own work.
       auto fill_stage = [&](int kb) {
-        mbarrier_wait(bars.empty(stage.slot), stage.phase ^ 1);
+        if constexpr (kCluster == 1)
+          mbarrier_wait(bars.empty(stage.slot), stage.phase ^ 1);
+        else  // released by the accumulators of every CTA this one's multicast writes to
+          mbarrier_wait_cluster(bars.empty(stage.slot), stage.phase ^ 1);
         char* st = smem + stage.slot * kStageBytes;
         const unsigned full = bars.full(stage.slot);
         if (leader) {
           mbarrier_arrive_expect_tx(full, tx_bytes);
           const unsigned ws = smem_addr(st + kXBytes);
           if (!kQuant) {
-            if constexpr (kInOut) {  // blocks of 64 n, each 64 rows of k
+            if constexpr (kInOut) {  // blocks of 64 n, each 64 rows of k; rank r loads every
+                                     // kCluster-th block starting at r
 #pragma unroll
-              for (int b = 0; b < BN / 64; ++b)
-                tma_load_3d(ws + b * 64 * 128, &maps.w, full, t.n0 + b * 64, kb * BK, t.expert);
-            } else {
-              tma_load_3d(ws, &maps.w, full, kb * BK, t.n0, t.expert);
+              for (int b = 0; b < BN / 64; b += kCluster) {
+                const int block = b + s.cta_rank;
+                load_w(ws + block * 64 * 128, full, t.n0 + block * 64, kb * BK, t.expert);
+              }
+            } else {  // rank r loads rows [r, r + 1) * BN / kCluster (the map's box)
+              constexpr int kPart = BN / kCluster;
+              load_w(ws + s.cta_rank * kPart * 128, full, kb * BK, t.n0 + s.cta_rank * kPart,
+                     t.expert);
             }
           }
           tma_load_3d(ws + kWBytes, &maps.a, full, kb * BK, 0, t.expert);
@@ -388,11 +417,21 @@ struct ForwardTmaKernel {
                                  const Schedule& s, bool base) {
     const int warp = (threadIdx.x - 128) >> 5;  // among the accumulating warps
     const int wg = warp >> 2;
+    const int lane = threadIdx.x & 31;
+    // A stage is released once per warp (its wgmma_wait covers the warp's lanes), to each CTA of
+    // the cluster by its own lane.
+    auto release = [&](int slot) {
+      if constexpr (kCluster == 1) {
+        if (lane == 0) mbarrier_arrive(bars.empty(slot));
+      } else {
+        if (lane < kCluster) mbarrier_arrive_cluster(map_shared_to_cta(bars.empty(slot), lane));
+      }
+    };
     RingPosition<STAGES> stage;
     RingPosition<2> inputs;
     const QuantTables* tables = reinterpret_cast<const QuantTables*>(smem + kTablesOffset);
     WeightFetch fetched;  // quantized weights: the packed words of the next k-block to decode
-    for (long long linear = blockIdx.x; linear < s.linear_end; linear += gridDim.x) {
+    for (long long linear = s.first; linear < s.linear_end; linear += s.stride) {
       OutputTile t;
       if (!tile_at(p, s, linear, base, t)) continue;
       auto fetch = [&](int kb) {
@@ -459,7 +498,7 @@ struct ForwardTmaKernel {
           }
         }
         wgmma_wait<1>();
-        if (in_flight >= 0) mbarrier_arrive(bars.empty(in_flight));
+        if (in_flight >= 0) release(in_flight);
         in_flight = stage.slot;
         stage.advance();
         if constexpr (kQuant) {
@@ -470,7 +509,7 @@ struct ForwardTmaKernel {
       wgmma_fence_operands(acc);
 #pragma unroll
       for (int q = 0; q < RP / 16; ++q) wgmma_fence_operands(xa[q]);
-      if (in_flight >= 0) mbarrier_arrive(bars.empty(in_flight));
+      if (in_flight >= 0) release(in_flight);
 
       mbarrier_wait(bars.inputs_full(inputs.slot), inputs.phase);
       const char* in = smem + kInputsOffset + inputs.slot * kInputsBytes;
@@ -491,7 +530,7 @@ struct ForwardTmaKernel {
       for (int s = 0; s < STAGES; ++s) {
         // Each loader thread's cp.async arrival plus the TMA one.
         mbarrier_init(bars.full(s), 128 + 1);
-        mbarrier_init(bars.empty(s), kConsumerThreads);
+        mbarrier_init(bars.empty(s), kEmptyArrivals);
       }
       for (int b = 0; b < 2; ++b) {
         mbarrier_init(bars.inputs_full(b), 128);
@@ -503,12 +542,19 @@ struct ForwardTmaKernel {
     if constexpr (kQuant)
       stage_quant_tables<Cfg::kWeightFormat>(reinterpret_cast<QuantTables*>(smem + kTablesOffset),
                                              p, Cfg::kDoubleQuant, kThreads);
-    __syncthreads();
+    // In a cluster the other CTA's multicast and arrivals reach these barriers: initialized
+    // first. (cluster_sync is also a CTA-wide barrier.)
+    if constexpr (kCluster == 1)
+      __syncthreads();
+    else
+      cluster_sync();
     const bool base = p.y != nullptr;  // y == null: only x * A^T is wanted
     const long long row_tiles = tile_start[E];
     const Schedule s{
         tile_start,
-        base ? (row_tiles + kRasterGroup - 1) / kRasterGroup * kRasterGroup * N_TILES : row_tiles};
+        base ? (row_tiles + kRasterGroup - 1) / kRasterGroup * kRasterGroup * N_TILES : row_tiles,
+        blockIdx.x / kCluster, gridDim.x / kCluster,
+        kCluster == 1 ? 0 : static_cast<int>(cluster_cta_rank())};
     if (threadIdx.x < 128) {
       release_registers<kLoaderRegisters>();
       load(p, maps, smem, bars, s, base);
@@ -516,6 +562,8 @@ struct ForwardTmaKernel {
       claim_registers<kConsumerRegisters>();
       compute(p, smem, bars, s, base);
     }
+    // The last releases reach the other CTA's barriers: it must not have exited before.
+    if constexpr (kCluster > 1) cluster_sync();
   }
 };
 
@@ -523,6 +571,14 @@ template <class Cfg>
 __global__ void __launch_bounds__(ForwardTmaKernel<Cfg>::kThreads, 1)
     moe_lora_forward_sm90_tma(const ForwardParams params,
                               const __grid_constant__ ForwardTensorMaps maps) {
+  ForwardTmaKernel<Cfg>::run(params, maps);
+}
+
+// The same in clusters of two CTAs (Cfg::kClusterM == 2), which multicast the weight tiles.
+template <class Cfg>
+__global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(ForwardTmaKernel<Cfg>::kThreads, 1)
+    moe_lora_forward_sm90_tma_cluster2(const ForwardParams params,
+                                       const __grid_constant__ ForwardTensorMaps maps) {
   ForwardTmaKernel<Cfg>::run(params, maps);
 }
 

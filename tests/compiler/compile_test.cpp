@@ -80,6 +80,28 @@ TEST(CompileWgmma, Sm90KernelCompilesForSm90aWithoutSpills) {
   EXPECT_FALSE(kernel.report.spills()) << kernel.log;
 }
 
+// The TMA kernel in clusters of two: its own entry point (the cluster shape is compiled in), no
+// spills, in both weight layouts; quantized weights are refused with the config named.
+TEST(CompileWgmma, ClusterKernelCompilesWithoutSpills) {
+  const TileConfig config{128, 256, 64, 8, 1, 4, true, true, 2};
+  for (ProjectionSpec spec : {out_in_spec(), in_out_spec()}) {
+    spec.lora = spec.act;  // the sm90 kernels' restriction
+    const KernelSource source = render_kernel_source(spec, config);
+    const CompiledKernel kernel = compile({source.source, source.name_expression, "sm_90a", "key"});
+    EXPECT_NE(kernel.lowered_name.find("moe_lora_forward_sm90_tma_cluster2"), std::string::npos);
+    ASSERT_TRUE(kernel.report.found) << kernel.log;
+    EXPECT_FALSE(kernel.report.spills()) << kernel.log;
+  }
+  ProjectionSpec quantized = out_in_spec();
+  quantized.weights = WeightFormat::int8_rowwise;
+  try {
+    render_kernel_source(quantized, config);
+    FAIL() << "a cluster config rendered for quantized weights";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find(config.name()), std::string::npos) << e.what();
+  }
+}
+
 TEST(CompileWgmma, Sm80RejectsTheSm90Kernel) {
   // wgmma exists only on sm_90a: the failure must surface as CompileError, never as a CUBIN.
   const KernelSource source =

@@ -183,10 +183,12 @@ TEST(Enums, SpellingsAreDistinct) {
 
 TEST(TileConfigJson, RoundTripsEveryField) {
   for (const TileConfig& config :
-       {TileConfig{64, 256, 64, 1, 4, 5}, TileConfig{128, 256, 64, 8, 1, 3, true}}) {
+       {TileConfig{64, 256, 64, 1, 4, 5}, TileConfig{128, 256, 64, 8, 1, 3, true},
+        TileConfig{128, 256, 64, 8, 1, 4, true, true, 2}}) {
     const nlohmann::json j = config;
     for (const char* field :
-         {"block_m", "block_n", "block_k", "warps_m", "warps_n", "stages", "wgmma"})
+         {"block_m", "block_n", "block_k", "warps_m", "warps_n", "stages", "wgmma", "tma",
+          "cluster_m"})
       EXPECT_TRUE(j.contains(field)) << field;
     EXPECT_EQ(j.get<TileConfig>(), config);
     EXPECT_EQ(nlohmann::json::parse(j.dump()).get<TileConfig>(), config);
@@ -199,6 +201,12 @@ TEST(TileConfigJson, EntriesWrittenBeforeWgmmaReadAsMmaSync) {
   EXPECT_EQ(j.get<TileConfig>(), TileConfig{});
 }
 
+TEST(TileConfigJson, EntriesWrittenBeforeClustersReadAsOneCta) {
+  nlohmann::json j = TileConfig{128, 256, 64, 8, 1, 4, true, true};
+  j.erase("cluster_m");
+  EXPECT_EQ(j.get<TileConfig>().cluster_m, 1);
+}
+
 TEST(TileConfigJson, MissingFieldThrows) {
   nlohmann::json j = TileConfig{};
   j.erase("stages");
@@ -209,12 +217,15 @@ TEST(TileConfigName, IsStableAndDistinguishesConfigs) {
   EXPECT_EQ(TileConfig{}.name(), "m128n128k32_w2x2_s3");
   EXPECT_NE((TileConfig{64, 128, 32, 2, 2, 3}.name()), TileConfig{}.name());
   EXPECT_EQ((TileConfig{128, 128, 64, 8, 1, 4, true}.name()), "m128n128k64_w8x1_s4_wg");
+  EXPECT_EQ((TileConfig{128, 256, 64, 8, 1, 4, true, true, 2}.name()),
+            "m128n256k64_w8x1_s4_tma_c2");
 }
 
 TEST(TileConfigName, ParsesBackEveryFamily) {
   for (const TileConfig& c :
        {TileConfig{}, TileConfig{64, 256, 32, 1, 4, 2}, TileConfig{128, 256, 64, 8, 1, 4, true},
-        TileConfig{64, 128, 64, 4, 1, 6, true, true}, TileConfig{128, 64, 64, 8, 1, 2, true, true}})
+        TileConfig{64, 128, 64, 4, 1, 6, true, true}, TileConfig{128, 64, 64, 8, 1, 2, true, true},
+        TileConfig{64, 128, 64, 4, 1, 3, true, true, 2}})
     EXPECT_EQ(parse_tile_config(c.name()), c) << c.name();
 }
 
@@ -230,6 +241,10 @@ TEST(TileConfigName, RejectsWhatIsNotAValidConfigName) {
   }
   // Well formed but not instantiable: validate() names the config and the rule.
   EXPECT_THROW(parse_tile_config("m128n128k64_w2x2_s4_tma"), InvalidArgument);
+  // Clusters: two CTAs, the TMA kernel, and a weight tile of at least 128 columns to split.
+  EXPECT_THROW(parse_tile_config("m128n64k64_w8x1_s4_tma_c2"), InvalidArgument);
+  EXPECT_THROW(parse_tile_config("m128n256k64_w8x1_s4_wg_c2"), InvalidArgument);
+  EXPECT_THROW(parse_tile_config("m128n256k64_w8x1_s4_tma_c4"), InvalidArgument);
   EXPECT_THROW(parse_tile_config("m128n128k48_w2x2_s3"), InvalidArgument);
 }
 

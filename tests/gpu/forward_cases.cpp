@@ -27,14 +27,17 @@ TileConfig random_config(KernelFamily family, Rng& rng) {
   if (family != KernelFamily::mma_sync) {
     const bool tma = family == KernelFamily::tma;  // which also runs with 2 stages
     const int block_m = pick({64, 128}, rng);
-    return TileConfig{.block_m = block_m,
-                      .block_n = pick({64, 128, 256}, rng),
-                      .block_k = 64,
-                      .warps_m = block_m / 16,
-                      .warps_n = 1,
-                      .stages = tma ? pick({2, 3, 4, 5, 6}, rng) : pick({3, 4, 5, 6}, rng),
-                      .wgmma = true,
-                      .tma = tma};
+    TileConfig c{.block_m = block_m,
+                 .block_n = pick({64, 128, 256}, rng),
+                 .block_k = 64,
+                 .warps_m = block_m / 16,
+                 .warps_n = 1,
+                 .stages = tma ? pick({2, 3, 4, 5, 6}, rng) : pick({3, 4, 5, 6}, rng),
+                 .wgmma = true,
+                 .tma = tma};
+    // Clusters of two multicast the weight tile (block_n 128 or 256).
+    if (tma && c.block_n >= 128) c.cluster_m = pick({1, 2}, rng);
+    return c;
   }
   const auto [warps_m, warps_n] = pick<std::pair<int, int>>({{2, 2}, {2, 4}, {4, 2}}, rng);
   const int block_m = pick({64, 128}, rng), block_n = pick({64, 128}, rng);

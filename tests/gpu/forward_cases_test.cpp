@@ -34,7 +34,7 @@ std::map<std::string, std::set<std::string>> axes(const std::vector<ForwardCase>
     add("routing", to_string(c.routing)), add("block_m", c.config.block_m);
     add("block_n", c.config.block_n), add("block_k", c.config.block_k);
     add("warps", fmt::format("{}x{}", c.config.warps_m, c.config.warps_n));
-    add("stages", c.config.stages);
+    add("stages", c.config.stages), add("cluster_m", c.config.cluster_m);
   }
   return seen;
 }
@@ -76,7 +76,8 @@ TEST(SweepCases, TmaSampleCoversItsAxes) {
   const std::map<std::string, std::size_t> expected_counts{
       {"E", 4},        {"k", 3},    {"K", 5},       {"N", 5},       {"r", 6},
       {"T", 4},        {"act", 2},  {"index", 2},   {"layout", 2},  {"b", 3},
-      {"grouping", 4}, {"bias", 2}, {"routing", 4}, {"block_m", 2}, {"block_n", 3}};
+      {"grouping", 4}, {"bias", 2}, {"routing", 4}, {"block_m", 2}, {"block_n", 3},
+      {"cluster_m", 2}};
   for (const auto& [axis, count] : expected_counts)
     EXPECT_EQ(seen.at(axis).size(), count) << "axis " << axis << " seed " << kSweepSeed + 1;
   EXPECT_GE(seen.at("stages").size(), 4u);

@@ -65,7 +65,7 @@ KernelSet load_kernels(const std::vector<ForwardCase>& cases, const cuda::Device
     k.module = cuda::Module(c.kernel.cubin);
     k.handle = KernelHandle{k.module.function(c.kernel.lowered_name), c.config, c.dynamic_smem,
                             device.sm_count};
-    prepare_function(k.handle.function, k.handle.dynamic_smem);
+    prepare_kernel(k.handle);
   }
   return out;
 }

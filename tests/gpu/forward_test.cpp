@@ -80,7 +80,9 @@ TEST(ForwardSweep, TmaSampleMatchesReference) {
       sampled_cases(kSweepSeed + 1, sampled_count(kTmaCases), KernelFamily::tma);
   // The sampled cases have fewer output tiles than the GPU has SMs; these have several hundred,
   // so each CTA of the persistent grid runs several tiles through the same stage ring (K = 1000:
-  // 16 k-blocks; N = 520 at block_n 128: 5 column tiles; about 94 row tiles of 64).
+  // 16 k-blocks; N = 520 at block_n 128: 5 column tiles; about 94 row tiles of 64). Then the same
+  // in clusters of two, whose second CTA has no rows in an expert's odd last tile.
+  for (const int cluster_m : {1, 2})
   for (const WeightLayout layout : {WeightLayout::out_in, WeightLayout::in_out}) {
     ForwardCase c;
     c.spec.experts = 8;
@@ -99,8 +101,9 @@ TEST(ForwardSweep, TmaSampleMatchesReference) {
                           .warps_n = 1,
                           .stages = 3,
                           .wgmma = true,
-                          .tma = true};
-    c.seed = 0x7A1E0 + static_cast<int>(layout);
+                          .tma = true,
+                          .cluster_m = cluster_m};
+    c.seed = 0x7A1E0 + static_cast<int>(layout) + 16 * cluster_m;
     cases.push_back(c);
   }
   run_sweep(cases);
