@@ -180,8 +180,8 @@ bool tma_tile_serves(const ProjectionSpec& spec, const TileConfig& c, const std:
 }  // namespace
 
 std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::string& arch) {
-  // Quantized weights: decoded by the accumulating warpgroups since v5c, which has not run on a
-  // GPU yet (bench/NOTES.md); until it has, only a pinned config reaches it.
+  // Quantized weights: the TMA kernel decoding them in its accumulating warpgroups (v5c) was
+  // measured slower than the mma.sync default (bench/NOTES.md); only a pinned config reaches it.
   if (!wgmma_supported(spec, arch) || is_quantized(spec.weights)) return {};
   std::vector<TileConfig> out;
   for (int bm : {128, 64})
@@ -191,12 +191,8 @@ std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::st
         if (tma_tile_serves(spec, c, arch)) out.push_back(c);
       }
     }
-  // Clusters of two 128-row CTAs multicasting the weight tile: the L2-to-SM bytes per output fall
-  // by a third; they lose where experts have few rows (a half tile with none still runs).
-  for (const auto& [bn, stages] : {std::pair{256, 3}, {256, 4}, {128, 4}, {128, 5}}) {
-    const TileConfig c{128, bn, 64, 8, 1, stages, true, true, 2};
-    if (tma_tile_serves(spec, c, arch)) out.push_back(c);
-  }
+  // No cluster tiles (_c2): they halve the weight bytes from L2 but were slower in every timed
+  // case (bench/NOTES.md, v5e) and never won a tuning run; they cost compile time. Pinned only.
   return out;
 }
 

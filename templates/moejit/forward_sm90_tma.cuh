@@ -93,10 +93,52 @@ __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const Outp
     }
   }
 
-  // Epilogue 3: bias, round, scatter. The thread's two destination rows are read once: the
-  // stores to y might alias dst_rows for all the compiler knows, so it would reload them.
+  // Epilogue 3: bias, round, scatter.
   const Act* bias = static_cast<const Act*>(p.bias);
   Act* y = static_cast<Act*>(p.y);
+  auto bias_pair = [&](int col, float& b0, float& b1) {
+    b0 = b1 = 0.f;
+    if constexpr (Cfg::kHasBias) {
+      b0 = to_float(bias[static_cast<long long>(t.expert) * N + col]);
+      b1 = to_float(bias[static_cast<long long>(t.expert) * N + col + 1]);
+    }
+  };
+  // With y aligned to 16 bytes (N is a multiple of 8), the warp's 16 rows go out in 16-column
+  // slices: the fragments into shared memory (this warp's rows of xas, read by now), then one
+  // 16-byte store per lane, whole 32-byte sectors, instead of four 4-byte fragment stores.
+  if ((reinterpret_cast<unsigned long long>(y) & 15) == 0) {
+    char* slice = xas + warp * 16 * XaTile::kStride * 16;  // 16 rows x 32 bytes
+    // Rows 4-7 of each 8 swap their 16-byte halves, so the fragment writes hit distinct banks.
+    auto slice_offset = [](int row, int half) { return row * 32 + ((half ^ (row >> 2)) & 1) * 16; };
+    const int my_row = lane >> 1, my_half = lane & 1;
+    const long long my_dst =
+        warp * 16 + my_row < t.rows ? dst_rows[warp * 16 + my_row] * N : -1;
+    __syncwarp();
+#pragma unroll
+    for (int c = 0; c < BN / 16; ++c) {
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        const int j = 2 * c + jj, col = t.n0 + j * 8 + 2 * tq;
+        float b0 = 0.f, b1 = 0.f;
+        if (col < N) bias_pair(col, b0, b1);
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = g + 8 * half;
+          *reinterpret_cast<unsigned*>(slice + slice_offset(row, jj) + tq * 4) =
+              pack2<Act>(acc[j * 4 + 2 * half] + b0, acc[j * 4 + 2 * half + 1] + b1);
+        }
+      }
+      __syncwarp();
+      unsigned v[4];
+      ld_shared_16(v, slice + slice_offset(my_row, my_half));
+      const int col = t.n0 + c * 16 + my_half * 8;
+      if (my_dst >= 0 && col < N) st_global_16(y + my_dst + col, v);
+      __syncwarp();
+    }
+    return;
+  }
+  // Otherwise fragment by fragment. The thread's two destination rows are read once: the stores
+  // to y might alias dst_rows for all the compiler knows, so it would reload them.
   long long dst_offset[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -107,11 +149,8 @@ __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const Outp
   for (int j = 0; j < BN / 8; ++j) {
     const int col = t.n0 + j * 8 + 2 * tq;
     if (col >= N) continue;
-    float b0 = 0.f, b1 = 0.f;
-    if constexpr (Cfg::kHasBias) {
-      b0 = to_float(bias[static_cast<long long>(t.expert) * N + col]);
-      b1 = to_float(bias[static_cast<long long>(t.expert) * N + col + 1]);
-    }
+    float b0, b1;
+    bias_pair(col, b0, b1);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       if (dst_offset[half] >= 0) {
@@ -369,10 +408,8 @@ struct ForwardTmaKernel {
       // One stage: the weight tile (16-bit weights) and the A tile by TMA, the gathered x rows by
       // cp.async. Quantized weight tiles are the accumulators' own work.
       auto fill_stage = [&](int kb) {
-        if constexpr (kCluster == 1)
-          mbarrier_wait(bars.empty(stage.slot), stage.phase ^ 1);
-        else  // released by the accumulators of every CTA this one's multicast writes to
-          mbarrier_wait_cluster(bars.empty(stage.slot), stage.phase ^ 1);
+        // In a cluster, released by the accumulators of every CTA this one's multicast writes to.
+        mbarrier_wait(bars.empty(stage.slot), stage.phase ^ 1);
         char* st = smem + stage.slot * kStageBytes;
         const unsigned full = bars.full(stage.slot);
         if (leader) {

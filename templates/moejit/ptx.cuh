@@ -37,6 +37,18 @@ __device__ __forceinline__ void ldmatrix_x2(unsigned (&r)[2], const void* smem) 
                : "r"(smem_addr(smem)));
 }
 
+// 16-byte shared load and global store (both addresses aligned to 16 bytes).
+__device__ __forceinline__ void ld_shared_16(unsigned (&v)[4], const void* smem) {
+  asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
+               : "r"(smem_addr(smem)));
+}
+__device__ __forceinline__ void st_global_16(void* gmem, const unsigned (&v)[4]) {
+  asm volatile("st.global.v4.b32 [%0], {%1,%2,%3,%4};\n" ::"l"(gmem), "r"(v[0]), "r"(v[1]),
+               "r"(v[2]), "r"(v[3])
+               : "memory");
+}
+
 // D = A * B + D on one m16n8k16 tile, fp32 accumulators. kBf16 selects bf16 or fp16 operands.
 template <bool kBf16>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const unsigned (&a)[4],
