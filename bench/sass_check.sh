@@ -17,8 +17,8 @@
 # nothing was checked.
 set -u -o pipefail
 
-# Two projections of public models, as moejit_render flags: Qwen3-30B-A3B's gate_up and a
-# GPT-OSS-like down projection (in_out weights with bias).
+# Projections of public models, as moejit_render flags: Qwen3-30B-A3B's gate_up, a
+# GPT-OSS-like down projection (in_out weights with bias) and Mixtral-8x7B's gate_up.
 QWEN="--experts 128 --top-k 8 --in-features 2048 --out-features 1536 --rank 16 --grouped-out"
 GPTOSS="--experts 32 --top-k 4 --in-features 2880 --out-features 2880 --rank 16 --grouped-in --bias"
 MIXTRAL="--experts 8 --top-k 2 --in-features 4096 --out-features 28672 --rank 16 --grouped-out"
