@@ -45,6 +45,24 @@ TEST(TimeFloor, CountsPaddedTilesOnTheBusiestSm) {
                    expected_ms * 3 / 2);
 }
 
+TEST(TimeFloor, ClustersRunTheirEmptyHalfTiles) {
+  // Clusters of two take 256-row tiles and run both CTA tiles even where the second has no rows.
+  // 130 + 1 rows: 2 + 1 CTA tiles unclustered, 2 + 2 clustered; x 3 column tiles over 4 SMs gives
+  // 3 tiles on the busiest SM either way. 520 rows on one expert: 5 CTA tiles against 6 (3 cluster
+  // tiles), 15 and 18 tiles, 4 and 5 on the busiest SM.
+  TileConfig cluster = wgmma_tile();
+  cluster.tma = true;
+  cluster.cluster_m = 2;
+  const TensorPeak peak{4, 1e6, 4096};
+  const double tile_ms = 2.0 * 128 * 128 * 128 / 4096 / 1e6;
+  EXPECT_DOUBLE_EQ(time_floor_ms(small_spec(), cluster, {130, 131}, peak), 3 * tile_ms);
+  TileConfig single = cluster;
+  single.cluster_m = 1;
+  EXPECT_DOUBLE_EQ(time_floor_ms(small_spec(), single, {130, 131}, peak), 3 * tile_ms);
+  EXPECT_DOUBLE_EQ(time_floor_ms(small_spec(), single, {520, 520}, peak), 4 * tile_ms);
+  EXPECT_DOUBLE_EQ(time_floor_ms(small_spec(), cluster, {520, 520}, peak), 5 * tile_ms);
+}
+
 TEST(TimeFloor, ZeroWithoutAFloor) {
   ProjectionSpec grad = small_spec();
   grad.op = OpKind::grad_a;

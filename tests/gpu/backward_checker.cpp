@@ -24,7 +24,8 @@ Gradients run_backward(Runtime& runtime, const ProjectionSpec& spec, BackwardPro
 // One worker of check_backward_cases: takes cases until none are left or the context broke.
 void check_cases_on_worker(const std::vector<BackwardCase>& cases,
                            const std::filesystem::path& cache, std::atomic<std::size_t>& next,
-                           std::atomic<bool>& broken, std::vector<std::string>& results) {
+                           std::atomic<bool>& broken, std::vector<std::string>& results,
+                           const std::optional<TileConfig>& gemm_config) {
   std::optional<TestContext> context;  // first: outlives the runtime and the stream
   std::optional<Runtime> runtime;
   std::optional<cuda::Stream> stream;
@@ -34,6 +35,7 @@ void check_cases_on_worker(const std::vector<BackwardCase>& cases,
     RuntimeOptions options;
     options.cache_path = cache;
     options.tune = false;
+    options.gemm_config = gemm_config;
     runtime.emplace(options);
     stream.emplace();
   } catch (const std::exception& e) {  // no exception may leave a thread
@@ -75,7 +77,8 @@ std::string check_backward_case(Runtime& runtime, const BackwardCase& c, const c
 }
 
 std::vector<std::string> check_backward_cases(const std::vector<BackwardCase>& cases,
-                                              const std::filesystem::path& cache_dir, int workers) {
+                                              const std::filesystem::path& cache_dir, int workers,
+                                              const std::optional<TileConfig>& gemm_config) {
   std::vector<std::string> results(cases.size(),
                                    "not run: a CUDA error stopped the sweep before this case\n");
   std::atomic<std::size_t> next{0};
@@ -85,7 +88,7 @@ std::vector<std::string> check_backward_cases(const std::vector<BackwardCase>& c
     for (int w = 0; w < workers; ++w)
       pool.emplace_back([&, w] {
         check_cases_on_worker(cases, cache_dir / fmt::format("worker{}.sqlite", w), next, broken,
-                              results);
+                              results, gemm_config);
       });
   }
   return results;

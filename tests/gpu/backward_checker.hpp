@@ -3,6 +3,7 @@
 // every element finite and written, the error within the bound, exact zeros for experts without
 // rows, and bitwise-identical repeated runs.
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,9 @@ std::string check_backward_case(Runtime& runtime, const BackwardCase& c, const c
 // Checks `cases` on `workers` threads, each with its own Runtime (untuned, its own cache file
 // under `cache_dir`) and stream. One entry per case: empty when it passed, else why not (a
 // CudaError stops every worker, since a device fault leaves the context unusable).
+// gemm_config pins the config of the forward and dX (RuntimeOptions::gemm_config).
 std::vector<std::string> check_backward_cases(const std::vector<BackwardCase>& cases,
-                                              const std::filesystem::path& cache_dir, int workers);
+                                              const std::filesystem::path& cache_dir, int workers,
+                                              const std::optional<TileConfig>& gemm_config = {});
 
 }  // namespace moejit::test
