@@ -42,15 +42,15 @@ TensorMapStorage encode_3d(const char* tensor, const void* address, CUtensorMapD
 }  // namespace
 
 void prepare_kernel(KernelHandle& kernel) {
-  cuda::check(cuda::api().cuFuncSetAttribute(kernel.function,
-                                             CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                             kernel.dynamic_smem),
-              "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
+  cuda::check(
+      cuda::api().cuFuncSetAttribute(
+          kernel.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel.dynamic_smem),
+      "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
   kernel.resident_ctas = kernel.sm_count;
   if (kernel.config.cluster_m == 1 || kernel.sm_count <= 0) return;
   CUlaunchConfig launch{};
-  launch.gridDimX = static_cast<unsigned>(kernel.sm_count / kernel.config.cluster_m *
-                                          kernel.config.cluster_m);
+  launch.gridDimX =
+      static_cast<unsigned>(kernel.sm_count / kernel.config.cluster_m * kernel.config.cluster_m);
   launch.gridDimY = launch.gridDimZ = 1;
   launch.blockDimX = static_cast<unsigned>(kernel.config.threads());
   launch.blockDimY = launch.blockDimZ = 1;

@@ -141,9 +141,9 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
       arg("block_m", c.block_m), arg("block_n", c.block_n), arg("block_k", c.block_k),
       arg("warps_m", c.warps_m), arg("warps_n", c.warps_n), arg("stages", c.stages),
       arg("cluster_m", c.cluster_m), arg("smem_bytes", out.dynamic_smem));
-  out.name_expression =
-      c.cluster_m == 2 ? "moejit::moe_lora_forward_sm90_tma_cluster2<moejit_cfg::Config>"
-      : c.tma          ? "moejit::moe_lora_forward_sm90_tma<moejit_cfg::Config>"
+  out.name_expression = c.cluster_m == 2
+                            ? "moejit::moe_lora_forward_sm90_tma_cluster2<moejit_cfg::Config>"
+                        : c.tma   ? "moejit::moe_lora_forward_sm90_tma<moejit_cfg::Config>"
                         : c.wgmma ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
                                   : "moejit::moe_lora_forward<moejit_cfg::Config>";
   return out;

@@ -111,8 +111,7 @@ __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const Outp
     // Rows 4-7 of each 8 swap their 16-byte halves, so the fragment writes hit distinct banks.
     auto slice_offset = [](int row, int half) { return row * 32 + ((half ^ (row >> 2)) & 1) * 16; };
     const int my_row = lane >> 1, my_half = lane & 1;
-    const long long my_dst =
-        warp * 16 + my_row < t.rows ? dst_rows[warp * 16 + my_row] * N : -1;
+    const long long my_dst = warp * 16 + my_row < t.rows ? dst_rows[warp * 16 + my_row] * N : -1;
     __syncwarp();
 #pragma unroll
     for (int c = 0; c < BN / 16; ++c) {

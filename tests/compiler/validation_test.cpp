@@ -186,9 +186,8 @@ TEST(TileConfigJson, RoundTripsEveryField) {
        {TileConfig{64, 256, 64, 1, 4, 5}, TileConfig{128, 256, 64, 8, 1, 3, true},
         TileConfig{128, 256, 64, 8, 1, 4, true, true, 2}}) {
     const nlohmann::json j = config;
-    for (const char* field :
-         {"block_m", "block_n", "block_k", "warps_m", "warps_n", "stages", "wgmma", "tma",
-          "cluster_m"})
+    for (const char* field : {"block_m", "block_n", "block_k", "warps_m", "warps_n", "stages",
+                              "wgmma", "tma", "cluster_m"})
       EXPECT_TRUE(j.contains(field)) << field;
     EXPECT_EQ(j.get<TileConfig>(), config);
     EXPECT_EQ(nlohmann::json::parse(j.dump()).get<TileConfig>(), config);

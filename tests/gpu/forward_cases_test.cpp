@@ -74,10 +74,9 @@ TEST(SweepCases, TmaSampleCoversItsAxes) {
       sampled_cases(kSweepSeed + 1, kTmaCases, KernelFamily::tma);
   const auto seen = axes(cases);
   const std::map<std::string, std::size_t> expected_counts{
-      {"E", 4},        {"k", 3},    {"K", 5},       {"N", 5},       {"r", 6},
-      {"T", 4},        {"act", 2},  {"index", 2},   {"layout", 2},  {"b", 3},
-      {"grouping", 4}, {"bias", 2}, {"routing", 4}, {"block_m", 2}, {"block_n", 3},
-      {"cluster_m", 2}};
+      {"E", 4},       {"k", 3},       {"K", 5},       {"N", 5},        {"r", 6},        {"T", 4},
+      {"act", 2},     {"index", 2},   {"layout", 2},  {"b", 3},        {"grouping", 4}, {"bias", 2},
+      {"routing", 4}, {"block_m", 2}, {"block_n", 3}, {"cluster_m", 2}};
   for (const auto& [axis, count] : expected_counts)
     EXPECT_EQ(seen.at(axis).size(), count) << "axis " << axis << " seed " << kSweepSeed + 1;
   EXPECT_GE(seen.at("stages").size(), 4u);

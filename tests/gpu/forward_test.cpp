@@ -83,29 +83,29 @@ TEST(ForwardSweep, TmaSampleMatchesReference) {
   // 16 k-blocks; N = 520 at block_n 128: 5 column tiles; about 94 row tiles of 64). Then the same
   // in clusters of two, whose second CTA has no rows in an expert's odd last tile.
   for (const int cluster_m : {1, 2})
-  for (const WeightLayout layout : {WeightLayout::out_in, WeightLayout::in_out}) {
-    ForwardCase c;
-    c.spec.experts = 8;
-    c.spec.top_k = 2;
-    c.spec.in_features = 1000;
-    c.spec.out_features = 520;
-    c.spec.rank = 16;
-    c.spec.layout = layout;
-    c.spec.has_bias = layout == WeightLayout::in_out;
-    c.tokens = 2900;
-    c.routing = RoutingKind::skewed;
-    c.config = TileConfig{.block_m = 64,
-                          .block_n = 128,
-                          .block_k = 64,
-                          .warps_m = 4,
-                          .warps_n = 1,
-                          .stages = 3,
-                          .wgmma = true,
-                          .tma = true,
-                          .cluster_m = cluster_m};
-    c.seed = 0x7A1E0 + static_cast<int>(layout) + 16 * cluster_m;
-    cases.push_back(c);
-  }
+    for (const WeightLayout layout : {WeightLayout::out_in, WeightLayout::in_out}) {
+      ForwardCase c;
+      c.spec.experts = 8;
+      c.spec.top_k = 2;
+      c.spec.in_features = 1000;
+      c.spec.out_features = 520;
+      c.spec.rank = 16;
+      c.spec.layout = layout;
+      c.spec.has_bias = layout == WeightLayout::in_out;
+      c.tokens = 2900;
+      c.routing = RoutingKind::skewed;
+      c.config = TileConfig{.block_m = 64,
+                            .block_n = 128,
+                            .block_k = 64,
+                            .warps_m = 4,
+                            .warps_n = 1,
+                            .stages = 3,
+                            .wgmma = true,
+                            .tma = true,
+                            .cluster_m = cluster_m};
+      c.seed = 0x7A1E0 + static_cast<int>(layout) + 16 * cluster_m;
+      cases.push_back(c);
+    }
   run_sweep(cases);
 }
 
