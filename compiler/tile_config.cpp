@@ -44,7 +44,7 @@ void TileConfig::validate() const {
 
 TileConfig parse_tile_config(const std::string& name) {
   static const std::regex kName(
-      R"(m(\d{1,4})n(\d{1,4})k(\d{1,4})_w(\d{1,2})x(\d{1,2})_s(\d{1,2})(_wg|_tma)?(?:_c(\d))?)");
+      R"(m(\d{1,4})n(\d{1,4})k(\d{1,4})_w(\d{1,2})x(\d{1,2})_s(\d{1,2})(_wg|_tma)?(?:_c(2))?)");
   std::smatch m;
   if (!std::regex_match(name, m, kName))
     throw InvalidArgument("tile config", name,

@@ -1,9 +1,9 @@
 #pragma once
 // Hopper (sm_90a) MoE-LoRA GEMM, warp-specialized and persistent; the contract of forward.cuh.
 // A CTA is one loading warpgroup and one or two accumulating warpgroups of 64 rows each. It walks
-// the output tiles blockIdx.x, blockIdx.x + gridDim.x, ... of the grouped raster over all
-// experts' ragged row ranges (empty experts own no tile), so the loads of one tile overlap the
-// epilogue of the previous one.
+// the output tiles c, c + C, ... (c: its cluster's index, C: the clusters in the grid; a cluster
+// is one CTA unless kClusterM is 2) of the grouped raster over all experts' ragged row ranges
+// (empty experts own no tile), so the loads of one tile overlap the epilogue of the previous one.
 //  - The loader brings the weight tile and the LoRA A tile by TMA (3-D tensor maps with the
 //    128-byte swizzle; parts past K, N or r arrive as zeros) and the gathered x rows by cp.async,
 //    eight threads per 128-byte row slice so that a warp's copy reads whole rows; both complete

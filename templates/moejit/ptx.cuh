@@ -41,7 +41,8 @@ __device__ __forceinline__ void ldmatrix_x2(unsigned (&r)[2], const void* smem) 
 __device__ __forceinline__ void ld_shared_16(unsigned (&v)[4], const void* smem) {
   asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
-               : "r"(smem_addr(smem)));
+               : "r"(smem_addr(smem))
+               : "memory");
 }
 __device__ __forceinline__ void st_global_16(void* gmem, const unsigned (&v)[4]) {
   asm volatile("st.global.v4.b32 [%0], {%1,%2,%3,%4};\n" ::"l"(gmem), "r"(v[0]), "r"(v[1]),

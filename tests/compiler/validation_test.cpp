@@ -244,6 +244,7 @@ TEST(TileConfigName, RejectsWhatIsNotAValidConfigName) {
   EXPECT_THROW(parse_tile_config("m128n64k64_w8x1_s4_tma_c2"), InvalidArgument);
   EXPECT_THROW(parse_tile_config("m128n256k64_w8x1_s4_wg_c2"), InvalidArgument);
   EXPECT_THROW(parse_tile_config("m128n256k64_w8x1_s4_tma_c4"), InvalidArgument);
+  EXPECT_THROW(parse_tile_config("m128n256k64_w8x1_s4_tma_c1"), InvalidArgument);  // not a name()
   EXPECT_THROW(parse_tile_config("m128n128k48_w2x2_s3"), InvalidArgument);
 }
 
