@@ -81,6 +81,10 @@ ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfi
                                   static_cast<std::uint32_t>(config.block_n / config.cluster_m));
   }
   maps.a = encode_3d("lora_a", params.lora_a, type, k, r, e, 64, rp);
+  // A grouped input's tile rows are contiguous: the kernel loads them by TMA as well.
+  if (v.grouped_in)
+    maps.x = encode_3d("x", params.x, type, k, static_cast<std::uint64_t>(params.rows), 1, 64,
+                       static_cast<std::uint32_t>(config.block_m));
   return maps;
 }
 

@@ -373,10 +373,11 @@ struct ForwardTmaKernel {
     if (leader) {
       if (!kQuant) prefetch_tensor_map(&maps.w);  // not encoded otherwise
       prefetch_tensor_map(&maps.a);
+      if constexpr (Cfg::kGroupedIn) prefetch_tensor_map(&maps.x);
     }
     const char* x = static_cast<const char*>(p.x);
     // The whole weight tile: in a cluster half of it comes from the other CTA's multicast.
-    const unsigned tx_bytes = (kQuant ? 0 : kWBytes) + kABytes;
+    const unsigned tx_bytes = (kQuant ? 0 : kWBytes) + kABytes + (Cfg::kGroupedIn ? kXBytes : 0);
     auto load_w = [&](unsigned dst, unsigned full, int c0, int c1, int expert) {
       if constexpr (kCluster == 1)
         tma_load_3d(dst, &maps.w, full, c0, c1, expert);
@@ -388,10 +389,14 @@ struct ForwardTmaKernel {
     for (long long linear = s.first; linear < s.linear_end; linear += s.stride) {
       OutputTile t;
       if (!tile_at(p, s, linear, base, t)) continue;
-      int src[kRowsPerThread];  // x rows (fewer than 2^31), 32-bit so the loader does not spill
+      // x rows (fewer than 2^31), 32-bit so the loader does not spill; a grouped input's come by
+      // TMA.
+      int src[kRowsPerThread] = {};
+      if constexpr (!Cfg::kGroupedIn) {
 #pragma unroll
-      for (int i = 0; i < kRowsPerThread; ++i)
-        src[i] = static_cast<int>(source_row(p, t, x_row0 + 16 * i));
+        for (int i = 0; i < kRowsPerThread; ++i)
+          src[i] = static_cast<int>(source_row(p, t, x_row0 + 16 * i));
+      }
       // Staged once the tile's first stages are issued: the accumulators need them only in the
       // epilogue, and the loader would otherwise wait for a free stage meanwhile. (The destination
       // rows are looked up then rather than held in registers across the stages.)
@@ -429,15 +434,23 @@ struct ForwardTmaKernel {
             }
           }
           tma_load_3d(ws + kWBytes, &maps.a, full, kb * BK, 0, t.expert);
+          // Grouped input: the tile's rows are contiguous (rows past it, another expert's or
+          // past the end as zeros, feed only accumulator rows that are never stored).
+          if constexpr (Cfg::kGroupedIn)
+            tma_load_3d(smem_addr(st), &maps.x, full, kb * BK, static_cast<int>(t.row_begin), 0);
         }
-        const int k = kb * BK + x_chunk * 8;
+        if constexpr (Cfg::kGroupedIn) {
+          mbarrier_arrive(full);
+        } else {
+          const int k = kb * BK + x_chunk * 8;
 #pragma unroll
-        for (int i = 0; i < kRowsPerThread; ++i) {
-          const bool valid = src[i] >= 0 && k < K;
-          cp_async_16(st + XTile::chunk_offset(x_row0 + 16 * i, x_chunk) * 16,
-                      valid ? x + (static_cast<long long>(src[i]) * K + k) * 2 : x, valid);
+          for (int i = 0; i < kRowsPerThread; ++i) {
+            const bool valid = src[i] >= 0 && k < K;
+            cp_async_16(st + XTile::chunk_offset(x_row0 + 16 * i, x_chunk) * 16,
+                        valid ? x + (static_cast<long long>(src[i]) * K + k) * 2 : x, valid);
+          }
+          cp_async_mbarrier_arrive(full);
         }
-        cp_async_mbarrier_arrive(full);
         stage.advance();
       };
       constexpr int kInputsAfter = (STAGES < KB ? STAGES : KB) - 1;

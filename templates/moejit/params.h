@@ -35,6 +35,7 @@ struct alignas(64) TensorMapStorage {
 struct ForwardTensorMaps {
   TensorMapStorage w;
   TensorMapStorage a;
+  TensorMapStorage x;  // grouped input only: [rows][K], boxes of 64 k x block_m rows
 };
 
 // dA / dB: out_e[j, d] = s * sum over rows i of expert e of u[i, j] * v[row(i), d].
