@@ -5,9 +5,10 @@
 // is one CTA unless kClusterM is 2) of the grouped raster over all experts' ragged row ranges
 // (empty experts own no tile), so the loads of one tile overlap the epilogue of the previous one.
 //  - The loader brings the weight tile and the LoRA A tile by TMA (3-D tensor maps with the
-//    128-byte swizzle; parts past K, N or r arrive as zeros) and the gathered x rows by cp.async,
-//    eight threads per 128-byte row slice so that a warp's copy reads whole rows; both complete
-//    on the stage's `full` mbarrier. Once a tile's first stages are issued it stages the
+//    128-byte swizzle; parts past K, N or r arrive as zeros) and the x rows: a grouped input's
+//    tile rows are contiguous and come by TMA too, gathered rows by cp.async, eight threads per
+//    128-byte row slice so that a warp's copy reads whole rows; all complete on the stage's
+//    `full` mbarrier. Once a tile's first stages are issued it stages the
 //    destination rows and B_e's columns for its epilogue (double-buffered). Without y (x * A^T
 //    only, for the backward) the grid runs column tile 0 of each row tile and drops its product.
 //  - The accumulators run wgmma on each stage (x * A^T as extra m64n16 products on the same x
@@ -409,8 +410,8 @@ struct ForwardTmaKernel {
         mbarrier_arrive(bars.inputs_full(inputs.slot));
         inputs.advance();
       };
-      // One stage: the weight tile (16-bit weights) and the A tile by TMA, the gathered x rows by
-      // cp.async. Quantized weight tiles are the accumulators' own work.
+      // One stage: the weight tile (16-bit weights), the A tile and a grouped x tile by TMA,
+      // gathered x rows by cp.async. Quantized weight tiles are the accumulators' own work.
       auto fill_stage = [&](int kb) {
         // In a cluster, released by the accumulators of every CTA this one's multicast writes to.
         mbarrier_wait(bars.empty(stage.slot), stage.phase ^ 1);
@@ -577,7 +578,7 @@ struct ForwardTmaKernel {
     long long* tile_start = reinterpret_cast<long long*>(smem + kTileStartOffset);
     if (threadIdx.x == 0) {
       for (int s = 0; s < STAGES; ++s) {
-        // Each loader thread's cp.async arrival plus the TMA one.
+        // Each loader thread's arrival (after its cp.async, if any) plus the TMA one.
         mbarrier_init(bars.full(s), 128 + 1);
         mbarrier_init(bars.empty(s), kEmptyArrivals);
       }
