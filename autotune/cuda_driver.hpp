@@ -36,6 +36,8 @@ struct Api {
   X(cuLaunchKernel)               \
   X(cuMemAlloc)                   \
   X(cuMemFree)                    \
+  X(cuMemAllocAsync)              \
+  X(cuMemFreeAsync)               \
   X(cuMemcpyHtoD)                 \
   X(cuMemcpyDtoH)                 \
   X(cuMemcpyHtoDAsync)            \

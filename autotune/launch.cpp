@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <optional>
 
 #include "compiler/error.hpp"
 #include "compiler/kernel_view.hpp"
@@ -40,6 +41,23 @@ TensorMapStorage encode_3d(const char* tensor, const void* address, CUtensorMapD
 }
 
 }  // namespace
+
+KernelHandle load_kernel(const cuda::Module& module, const std::string& lowered_name,
+                         const ProjectionSpec& spec, const TileConfig& config, int sm_count) {
+  KernelHandle kernel{module.function(lowered_name), config, dynamic_smem_bytes(spec, config),
+                      sm_count};
+  if (config.rs) {
+    const RsPrologue prologue = rs_prologue(spec);
+    kernel.prologue = module.function(kRsPrologueName);
+    kernel.prologue_smem = dynamic_smem_bytes(prologue.spec, prologue.config);
+    cuda::check(cuda::api().cuFuncSetAttribute(kernel.prologue,
+                                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                               kernel.prologue_smem),
+                "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, rs prologue)");
+  }
+  prepare_kernel(kernel);
+  return kernel;
+}
 
 void prepare_kernel(KernelHandle& kernel) {
   cuda::check(
@@ -80,13 +98,67 @@ ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfi
                       : encode_3d("w", params.w, type, k, n, e, 64,
                                   static_cast<std::uint32_t>(config.block_n / config.cluster_m));
   }
-  maps.a = encode_3d("lora_a", params.lora_a, type, k, r, e, 64, rp);
+  if (!config.rs) maps.a = encode_3d("lora_a", params.lora_a, type, k, r, e, 64, rp);
   // A grouped input's tile rows are contiguous: the kernel loads them by TMA as well.
   if (v.grouped_in)
     maps.x = encode_3d("x", params.x, type, k, static_cast<std::uint64_t>(params.rows), 1, 64,
                        static_cast<std::uint32_t>(config.block_m));
   return maps;
 }
+
+namespace {
+
+void launch_or_throw(CUfunction function, const LaunchDims& dims, int smem, CUstream stream,
+                     void** args, const ProjectionSpec& spec, const char* what) {
+  const CUresult result = cuda::api().cuLaunchKernel(
+      function, static_cast<unsigned>(dims.grid_x), static_cast<unsigned>(dims.grid_y), 1,
+      static_cast<unsigned>(dims.threads), 1, 1, static_cast<unsigned>(smem), stream, args,
+      nullptr);
+  if (result != CUDA_SUCCESS)  // the name is formatted only on failure: launches are the hot path
+    cuda::check(result, fmt::format("cuLaunchKernel({}{})", to_string(spec.op), what).c_str());
+}
+
+// Stream-ordered scratch: freed on the stream after the kernels that use it, also on an error.
+class StreamScratch {
+ public:
+  StreamScratch(std::size_t bytes, CUstream stream) : stream_(stream) {
+    cuda::check(cuda::api().cuMemAllocAsync(&ptr_, bytes, stream), "cuMemAllocAsync(rs x*A^T)");
+  }
+  ~StreamScratch() { cuda::api().cuMemFreeAsync(ptr_, stream_); }
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+  float* get() const { return reinterpret_cast<float*>(ptr_); }
+
+ private:
+  CUdeviceptr ptr_ = 0;
+  CUstream stream_;
+};
+
+// The register-operand kernel: x * A^T by its prologue, then the GEMM reading it.
+void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const ForwardParams& params,
+               std::int64_t rows, CUstream stream) {
+  std::optional<StreamScratch> scratch;
+  ForwardParams prologue_params = params;
+  prologue_params.y = nullptr;
+  if (params.xa_out == nullptr) {
+    scratch.emplace(static_cast<std::size_t>(rows) * spec.rank * sizeof(float), stream);
+    prologue_params.xa_out = scratch->get();
+  }
+  const RsPrologue prologue = rs_prologue(spec);
+  void* prologue_args[] = {&prologue_params};
+  launch_or_throw(kernel.prologue, launch_dims(prologue.spec, prologue.config, rows),
+                  kernel.prologue_smem, stream, prologue_args, spec, ", rs prologue");
+  if (params.y == nullptr) return;  // x * A^T was all that was asked for
+  ForwardParams p = params;
+  p.xa_in = prologue_params.xa_out;
+  p.xa_out = nullptr;
+  ForwardTensorMaps maps = encode_tensor_maps(spec, kernel.config, p);
+  void* args[] = {&p, &maps};
+  launch_or_throw(kernel.function, launch_dims(spec, kernel.config, rows, kernel.resident_ctas),
+                  kernel.dynamic_smem, stream, args, spec, "");
+}
+
+}  // namespace
 
 void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
                    std::int64_t rows, CUstream stream) {
@@ -97,16 +169,15 @@ void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const
   if (kernel.config.tma && rows > INT_MAX)
     throw InvalidArgument("rows", std::to_string(rows),
                           "at most 2^31-1 routed rows (the TMA kernel's 32-bit x row indices)");
+  if (kernel.config.rs) {
+    launch_rs(kernel, spec, *static_cast<const ForwardParams*>(params), rows, stream);
+    return;
+  }
   ForwardTensorMaps maps;
   void* args[] = {const_cast<void*>(params), &maps};
   if (kernel.config.tma)
     maps = encode_tensor_maps(spec, kernel.config, *static_cast<const ForwardParams*>(params));
-  const CUresult result = cuda::api().cuLaunchKernel(
-      kernel.function, static_cast<unsigned>(dims.grid_x), static_cast<unsigned>(dims.grid_y), 1,
-      static_cast<unsigned>(dims.threads), 1, 1, static_cast<unsigned>(kernel.dynamic_smem), stream,
-      args, nullptr);
-  if (result != CUDA_SUCCESS)  // the name is formatted only on failure: launches are the hot path
-    cuda::check(result, fmt::format("cuLaunchKernel({})", to_string(spec.op)).c_str());
+  launch_or_throw(kernel.function, dims, kernel.dynamic_smem, stream, args, spec, "");
 }
 
 }  // namespace moejit

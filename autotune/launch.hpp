@@ -1,6 +1,7 @@
 #pragma once
 // Launching a compiled moejit kernel: grid, block, shared-memory opt-in and parameter block.
 #include <cstdint>
+#include <string>
 
 #include "autotune/cuda_driver.hpp"
 #include "compiler/problem.hpp"
@@ -18,7 +19,16 @@ struct KernelHandle {
   // CTAs of this kernel the device holds at once; caps the grid of the persistent kernels (0: no
   // cap). Set by prepare_kernel.
   int resident_ctas = 0;
+  // The register-operand kernel's prologue (x * A^T for ForwardParams::xa_in, compiler/source.hpp)
+  // from the same module, and its dynamic shared memory; null for every other kernel.
+  CUfunction prologue = nullptr;
+  int prologue_smem = 0;
 };
+
+// The kernel `lowered_name` of `module`, compiled for (spec, config), ready to launch (with its
+// prologue for a register-operand config; prepare_kernel done).
+KernelHandle load_kernel(const cuda::Module& module, const std::string& lowered_name,
+                         const ProjectionSpec& spec, const TileConfig& config, int sm_count);
 
 // Raises the function's dynamic shared-memory limit to what its config needs and finds its
 // resident CTAs: one per SM, or for clusters what cuOccupancyMaxActiveClusters reports (the SMs
@@ -26,7 +36,9 @@ struct KernelHandle {
 void prepare_kernel(KernelHandle& kernel);
 
 // Launches the kernel of `spec.op` with the parameter block `params` (the struct of params.h that
-// the op takes) over `rows` = T*k grouped rows; does nothing when rows == 0.
+// the op takes) over `rows` = T*k grouped rows; does nothing when rows == 0. A register-operand
+// kernel runs its prologue first, into params.xa_out or else stream-ordered scratch, and runs
+// itself only when params.y is set.
 void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
                    std::int64_t rows, CUstream stream);
 

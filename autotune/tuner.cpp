@@ -164,6 +164,21 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
   if (wgmma_supported(spec, arch)) {
     add_wgmma();
     add_tma();
+    // nf4: the register-operand kernel, whose accumulating threads decode their own A fragments.
+    if (rs_serves(spec))
+      for (int bm : {256, 128})
+        for (int stages : {3, 4}) {
+          const TileConfig c{.block_m = bm,
+                             .block_n = 128,
+                             .block_k = 64,
+                             .warps_m = 8,
+                             .warps_n = 1,
+                             .stages = stages,
+                             .wgmma = true,
+                             .tma = true,
+                             .rs = true};
+          if (dynamic_smem_bytes(spec, c) <= untuned_smem_limit(arch)) out.push_back(c);
+        }
   }
   return out;
 }
@@ -314,9 +329,8 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
   cuda::Event before, after;
   auto load = [&](const CompiledCandidate& c) {
     LoadedCandidate loaded{cuda::Module(c.kernel.cubin), {}};
-    loaded.handle = KernelHandle{loaded.module.function(c.kernel.lowered_name), c.config,
-                                 c.dynamic_smem, device.sm_count};
-    prepare_kernel(loaded.handle);
+    loaded.handle =
+        load_kernel(loaded.module, c.kernel.lowered_name, spec, c.config, device.sm_count);
     return loaded;
   };
   const DType result_dtype = family_of(spec.op) == KernelFamily::gemm ? spec.act : spec.lora;

@@ -12,7 +12,7 @@ namespace {
 constexpr const char* kGemmStub = R"(// moejit generated kernel: {description}
 #include "{header}"
 namespace moejit_cfg {{
-struct Config {{
+struct {config_name} {{
   using Act = {act};
   using Lora = {lora};
   using LoraB = {lora_b};
@@ -111,6 +111,8 @@ std::string describe(const ProjectionSpec& spec, const TileConfig& c) {
   return spec.describe() + " config=" + c.name();
 }
 
+std::string gemm_stub(const ProjectionSpec& spec, const TileConfig& c, const char* config_name);
+
 KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   const GemmView v = gemm_view(spec);
   if (c.wgmma && v.a_dtype != spec.act)
@@ -119,13 +121,40 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   if (c.cluster_m != 1 && is_quantized(spec.weights))
     throw InvalidArgument("tile config", c.name(),
                           "cluster_m 1 for quantized weights (clusters multicast 16-bit tiles)");
+  if (c.rs && !rs_serves(spec))
+    throw InvalidArgument("tile config", c.name(),
+                          "a non-rs config: the register-operand kernel needs nf4 weights, lora "
+                          "dtype == act dtype, r <= 64 and a multiple of 4, and the weight's "
+                          "contiguous dimension a multiple of 32");
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
+  out.source = gemm_stub(spec, c, "Config");
+  out.name_expression = c.rs             ? "moejit::moe_lora_forward_sm90_rs<moejit_cfg::Config>"
+                        : c.cluster_m == 2 ? "moejit::moe_lora_forward_sm90_tma_cluster2<moejit_cfg::Config>"
+                        : c.tma            ? "moejit::moe_lora_forward_sm90_tma<moejit_cfg::Config>"
+                        : c.wgmma          ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
+                                           : "moejit::moe_lora_forward<moejit_cfg::Config>";
+  if (c.rs) {  // the prologue kernel, by a name that needs no lowering
+    const RsPrologue prologue = rs_prologue(spec);
+    out.source += gemm_stub(prologue.spec, prologue.config, "XaConfig");
+    out.source += fmt::format(
+        "extern \"C\" __global__ void __launch_bounds__("
+        "moejit::ForwardKernel<moejit_cfg::XaConfig>::kThreads)\n{}(const moejit::ForwardParams "
+        "params) {{\n  moejit::ForwardKernel<moejit_cfg::XaConfig>::run(params);\n}}\n",
+        kRsPrologueName);
+  }
+  return out;
+}
+
+// The stub instantiating the GEMM template of config c for spec as moejit_cfg::<config_name>.
+std::string gemm_stub(const ProjectionSpec& spec, const TileConfig& c, const char* config_name) {
+  const GemmView v = gemm_view(spec);
   using fmt::arg;
-  out.source = fmt::format(
-      kGemmStub, arg("description", describe(spec, c)),
-      arg("header", c.tma     ? "moejit/forward_sm90_tma.cuh"
+  return fmt::format(
+      kGemmStub, arg("description", describe(spec, c)), arg("config_name", config_name),
+      arg("header", c.rs      ? "moejit/forward_sm90_rs.cuh"
+                    : c.tma   ? "moejit/forward_sm90_tma.cuh"
                     : c.wgmma ? "moejit/forward_sm90.cuh"
                               : "moejit/forward.cuh"),
       arg("act", device_type(spec.act)), arg("lora", device_type(v.a_dtype)),
@@ -140,13 +169,7 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
       arg("double_quant", spec.weights == WeightFormat::nf4 && spec.double_quant),
       arg("block_m", c.block_m), arg("block_n", c.block_n), arg("block_k", c.block_k),
       arg("warps_m", c.warps_m), arg("warps_n", c.warps_n), arg("stages", c.stages),
-      arg("cluster_m", c.cluster_m), arg("smem_bytes", out.dynamic_smem));
-  out.name_expression = c.cluster_m == 2
-                            ? "moejit::moe_lora_forward_sm90_tma_cluster2<moejit_cfg::Config>"
-                        : c.tma   ? "moejit::moe_lora_forward_sm90_tma<moejit_cfg::Config>"
-                        : c.wgmma ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
-                                  : "moejit::moe_lora_forward<moejit_cfg::Config>";
-  return out;
+      arg("cluster_m", c.cluster_m), arg("smem_bytes", dynamic_smem_bytes(spec, c)));
 }
 
 KernelSource render_grad(const ProjectionSpec& spec, const TileConfig& c) {
@@ -188,6 +211,22 @@ KernelSource render_aux(const ProjectionSpec& spec, const TileConfig& c) {
 
 }  // namespace
 
+bool rs_serves(const ProjectionSpec& spec) {
+  if (family_of(spec.op) != KernelFamily::gemm || spec.weights != WeightFormat::nf4) return false;
+  const GemmView v = gemm_view(spec);
+  return v.a_dtype == spec.act && spec.rank <= 64 && spec.rank % 4 == 0 &&
+         (v.in_out ? v.n : v.k) % 32 == 0;
+}
+
+RsPrologue rs_prologue(const ProjectionSpec& spec) {
+  RsPrologue out{spec, TileConfig{128, 128, 32, 4, 2, 3}};
+  // It never reads the base weights: the 16-bit format keeps its stub free of the quantized path.
+  out.spec.weights = spec.act == DType::fp16 ? WeightFormat::fp16 : WeightFormat::bf16;
+  out.spec.quant_blocksize = 0;
+  out.spec.double_quant = false;
+  return out;
+}
+
 int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
   const int rp = padded_rank(spec.rank);
   switch (family_of(spec.op)) {
@@ -197,6 +236,14 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
       // The nf4 code tables (16 + 256 fp32) follow.
       const int epilogue = (c.block_n + c.block_m) * padded_row_bytes(rp * 2) + c.block_m * 16 +
                            (spec.weights == WeightFormat::nf4 ? (16 + 256) * 4 : 0);
+      if (c.rs) {  // stages (x tile, packed slice and scales), two buffers of x*A^T (fp32) and
+                   // destination rows, a 1 KB slice per accumulating warp, barriers, nf4 tables,
+                   // gathered source rows, tile starts (templates/moejit/forward_sm90_rs.cuh)
+        const int weight_slice = v.in_out ? 64 * (c.block_n + 16) : c.block_n * 80;
+        return 1024 + c.stages * (c.block_m * 128 + weight_slice) +
+               2 * (c.block_m * spec.rank * 4 + c.block_m * 8) + c.block_n / 64 * 4096 + (2 * c.stages + 4) * 8 + (16 + 256) * 4 + c.block_m * 4 +
+               (spec.experts + 1) * 8;
+      }
       if (c.tma)  // stages, two buffers of B_e and destination rows, x*A^T, barriers, nf4 tables,
                   // tile starts
         return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 +

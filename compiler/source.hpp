@@ -10,7 +10,7 @@
 namespace moejit {
 
 // Bump when the stub or the meaning of a config field changes; part of every cache key.
-inline constexpr int kGeneratorVersion = 5;
+inline constexpr int kGeneratorVersion = 6;
 
 struct KernelSource {
   std::string source;
@@ -21,6 +21,20 @@ struct KernelSource {
 
 // Throws InvalidArgument for a spec or config that cannot be instantiated.
 KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& config);
+
+// Whether the register-operand kernel (TileConfig::rs) can serve spec: a GEMM op over nf4 weights
+// with lora dtype == act, r <= 64 and a multiple of 4, and the weight's contiguous dimension a
+// multiple of 32.
+bool rs_serves(const ProjectionSpec& spec);
+
+// The register-operand kernel's prologue: forward.cuh (mma.sync) in its x * A^T-only mode (y
+// null) for the same projection, in the same module under the unmangled name kRsPrologueName.
+struct RsPrologue {
+  ProjectionSpec spec;
+  TileConfig config;
+};
+RsPrologue rs_prologue(const ProjectionSpec& spec);
+inline constexpr const char* kRsPrologueName = "moejit_rs_prologue";
 
 // Shared memory the kernel for (spec, config) asks for at launch.
 int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& config);

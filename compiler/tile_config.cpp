@@ -11,7 +11,8 @@ namespace moejit {
 std::string TileConfig::name() const {
   return fmt::format("m{}n{}k{}_w{}x{}_s{}{}{}", block_m, block_n, block_k, warps_m, warps_n,
                      stages,
-                     tma     ? "_tma"
+                     rs      ? "_rs"
+                     : tma   ? "_tma"
                      : wgmma ? "_wg"
                              : "",
                      cluster_m == 1 ? "" : fmt::format("_c{}", cluster_m));
@@ -19,8 +20,17 @@ std::string TileConfig::name() const {
 
 void TileConfig::validate() const {
   auto fail = [&](const char* what) { throw InvalidArgument("tile config", name(), what); };
-  if (cluster_m != 1 && (!tma || cluster_m != 2 || block_n < 128))
+  if (cluster_m != 1 && (!tma || rs || cluster_m != 2 || block_n < 128))
     fail("cluster_m of 1, or 2 with tma and block_n 128 or 256");
+  if (rs) {
+    if (!wgmma || !tma) fail("rs: wgmma and tma set as well");
+    if (block_m != 128 && block_m != 256) fail("rs: block_m (rows) of 128 or 256");
+    if (block_n != 64 && block_n != 128) fail("rs: block_n (features) of 64 or 128");
+    if (block_k != 64) fail("rs: block_k of 64");
+    if (warps_m != block_n / 16 || warps_n != 1) fail("rs: warps_m = block_n / 16, warps_n = 1");
+    if (stages < 2 || stages > 8) fail("rs: 2 to 8 stages");
+    return;
+  }
   if (wgmma) {
     if (block_m != 64 && block_m != 128)
       fail("wgmma: block_m of 64 or 128 (one or two warpgroups)");
@@ -44,12 +54,13 @@ void TileConfig::validate() const {
 
 TileConfig parse_tile_config(const std::string& name) {
   static const std::regex kName(
-      R"(m(\d{1,4})n(\d{1,4})k(\d{1,4})_w(\d{1,2})x(\d{1,2})_s(\d{1,2})(_wg|_tma)?(?:_c(2))?)");
+      R"(m(\d{1,4})n(\d{1,4})k(\d{1,4})_w(\d{1,2})x(\d{1,2})_s(\d{1,2})(_wg|_tma|_rs)?(?:_c(2))?)");
   std::smatch m;
   if (!std::regex_match(name, m, kName))
     throw InvalidArgument("tile config", name,
                           "a name like m128n256k64_w8x1_s4_wg: block m, n, k, warps, stages, "
-                          "_wg (wgmma) or _tma, and _c2 for TMA in clusters of two");
+                          "_wg (wgmma), _tma or _rs (register-operand), and _c2 for TMA in "
+                          "clusters of two");
   TileConfig c;
   c.block_m = std::stoi(m[1]);
   c.block_n = std::stoi(m[2]);
@@ -58,7 +69,8 @@ TileConfig parse_tile_config(const std::string& name) {
   c.warps_n = std::stoi(m[5]);
   c.stages = std::stoi(m[6]);
   c.wgmma = m[7].matched;
-  c.tma = m[7] == "_tma";
+  c.tma = m[7] == "_tma" || m[7] == "_rs";
+  c.rs = m[7] == "_rs";
   if (m[8].matched) c.cluster_m = std::stoi(m[8]);
   c.validate();
   return c;
@@ -67,7 +79,7 @@ TileConfig parse_tile_config(const std::string& name) {
 void to_json(nlohmann::json& j, const TileConfig& c) {
   j = nlohmann::json{{"block_m", c.block_m}, {"block_n", c.block_n}, {"block_k", c.block_k},
                      {"warps_m", c.warps_m}, {"warps_n", c.warps_n}, {"stages", c.stages},
-                     {"wgmma", c.wgmma},     {"tma", c.tma},         {"cluster_m", c.cluster_m}};
+                     {"wgmma", c.wgmma},     {"tma", c.tma},         {"cluster_m", c.cluster_m}, {"rs", c.rs}};
 }
 
 void from_json(const nlohmann::json& j, TileConfig& c) {
@@ -80,6 +92,7 @@ void from_json(const nlohmann::json& j, TileConfig& c) {
   c.wgmma = j.value("wgmma", false);
   c.tma = j.value("tma", false);
   c.cluster_m = j.value("cluster_m", 1);
+  c.rs = j.value("rs", false);
 }
 
 }  // namespace moejit

@@ -21,10 +21,15 @@ struct TileConfig {
   // With tma: CTAs per cluster along the rows (1 or 2). Two CTAs take the halves of a 2 * block_m
   // row tile and multicast the weight tile they share, each loading half of it.
   int cluster_m = 1;
+  // nf4 weights on sm_90a: the register-operand kernel (forward_sm90_rs.cuh; tma and wgmma set
+  // too). Its tile is block_m grouped rows by block_n features, one accumulating warpgroup per 64
+  // features (warps_m = block_n / 16), with a prologue kernel for x * A^T.
+  bool rs = false;
 
   int threads() const { return (tma ? 128 : 0) + 32 * warps_m * warps_n; }
   // "m128n128k32_w2x2_s3" ("..._wg" for wgmma, "..._tma" for TMA, "..._tma_c2" for TMA in
-  // clusters of two): stable, human-readable, used in listings and cache values.
+  // clusters of two, "..._rs" for the register-operand kernel): stable, human-readable, used in
+  // listings and cache values.
   std::string name() const;
   // Throws InvalidArgument when the config cannot be instantiated (e.g. warp tile not a multiple
   // of the mma shape).

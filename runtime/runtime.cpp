@@ -156,9 +156,7 @@ struct Runtime::Impl {
     const CacheEntry entry = find_or_build(spec, mk.bucket);
     LoadedKernel k;
     k.module = cuda::Module(entry.cubin);
-    k.handle = KernelHandle{k.module.function(entry.kernel_name), entry.config,
-                            dynamic_smem_bytes(spec, entry.config), device.sm_count};
-    prepare_kernel(k.handle);
+    k.handle = load_kernel(k.module, entry.kernel_name, spec, entry.config, device.sm_count);
     return loaded.emplace(mk, std::move(k)).first->second;
   }
 };

@@ -17,6 +17,54 @@
 
 namespace moejit {
 
+// The persistent kernels' tile schedule (warp 0): tile_start[e] = row tiles (of kTileRows rows)
+// of the experts before e, tile_start[E] = all of them.
+template <int E, class Index, int kTileRows>
+__device__ void count_row_tiles(const ForwardParams& p, long long* tile_start) {
+  const int lane = threadIdx.x & 31;
+  long long before = 0;
+  for (int base = 0; base < E; base += 32) {
+    const int e = base + lane;
+    long long count = 0;
+    if (e < E) {
+      const long long end = load_index<Index>(p.expert_offsets, e);
+      const long long begin = e == 0 ? 0 : load_index<Index>(p.expert_offsets, e - 1);
+      count = end > begin ? (end - begin + kTileRows - 1) / kTileRows : 0;
+    }
+    long long inclusive = count;
+#pragma unroll
+    for (int delta = 1; delta < 32; delta <<= 1) {
+      const long long up = __shfl_up_sync(0xffffffffu, inclusive, delta);
+      if (lane >= delta) inclusive += up;
+    }
+    if (e < E) tile_start[e] = before + inclusive - count;
+    before += __shfl_sync(0xffffffffu, inclusive, 31);
+  }
+  if (lane == 0) tile_start[E] = before;
+}
+
+// The expert owning row tile `row_tile` of that schedule and its row range [begin, end) (end
+// clamped to p.rows, so that no routing array is read past its end); false past the last tile.
+template <int E, class Index>
+__device__ __forceinline__ bool locate_row_tile(const ForwardParams& p,
+                                                const long long* tile_start, long long row_tile,
+                                                int& expert, long long& begin, long long& end) {
+  if (row_tile >= tile_start[E]) return false;
+  int lo = 0, hi = E - 1;  // the last expert whose first tile is at or before row_tile
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (tile_start[mid] <= row_tile)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  begin = lo == 0 ? 0 : load_index<Index>(p.expert_offsets, lo - 1);
+  end = load_index<Index>(p.expert_offsets, lo);
+  if (end > p.rows) end = p.rows;
+  expert = lo;
+  return true;
+}
+
 // The tile chunk, flat weight index and row length of quantized chunk c of k-block kb of a
 // BN-column weight tile in the layouts wgmma reads: K-major rows of 128 bytes (out_in), or blocks
 // of 64 n, each 64 rows (one per k) of 128 bytes (in_out, read transposed). Shared by both sm90

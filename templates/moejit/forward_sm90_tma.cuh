@@ -257,30 +257,6 @@ struct ForwardTmaKernel {
     int cta_rank;             // in the cluster
   };
 
-  // tile_start[e] = row tiles (of kTileRows rows) of experts before e (warp 0).
-  __device__ static void count_row_tiles(const ForwardParams& p, long long* tile_start) {
-    const int lane = threadIdx.x & 31;
-    long long before = 0;
-    for (int base = 0; base < E; base += 32) {
-      const int e = base + lane;
-      long long count = 0;
-      if (e < E) {
-        const long long end = load_index<Index>(p.expert_offsets, e);
-        const long long begin = e == 0 ? 0 : load_index<Index>(p.expert_offsets, e - 1);
-        count = end > begin ? (end - begin + kTileRows - 1) / kTileRows : 0;
-      }
-      long long inclusive = count;
-#pragma unroll
-      for (int delta = 1; delta < 32; delta <<= 1) {
-        const long long up = __shfl_up_sync(0xffffffffu, inclusive, delta);
-        if (lane >= delta) inclusive += up;
-      }
-      if (e < E) tile_start[e] = before + inclusive - count;
-      before += __shfl_sync(0xffffffffu, inclusive, 31);
-    }
-    if (lane == 0) tile_start[E] = before;
-  }
-
   // This CTA's output tile of linear index `linear` (its cluster's); false when it has none (past
   // the last row tile, or not column tile 0 when only x * A^T is wanted). In a cluster, rank r
   // takes rows [r * BM, (r + 1) * BM) of the cluster's tile, and may get none of them.
@@ -292,21 +268,10 @@ struct ForwardTmaKernel {
       grouped_raster<N_TILES, kRasterGroup>(linear, row_tile, col_tile);
     else  // only x * A^T: column tile 0 of each row tile
       row_tile = linear;
-    if (row_tile >= s.tile_start[E]) return false;
-    int lo = 0, hi = E - 1;  // the last expert whose first tile is at or before row_tile
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) >> 1;
-      if (s.tile_start[mid] <= row_tile)
-        lo = mid;
-      else
-        hi = mid - 1;
-    }
-    const long long begin = lo == 0 ? 0 : load_index<Index>(p.expert_offsets, lo - 1);
-    long long end = load_index<Index>(p.expert_offsets, lo);
-    if (end > p.rows) end = p.rows;  // never index past the routing arrays
-    t.expert = lo;
+    long long begin = 0, end = 0;
+    if (!locate_row_tile<E, Index>(p, s.tile_start, row_tile, t.expert, begin, end)) return false;
     t.n0 = col_tile * BN;
-    t.row_begin = begin + (row_tile - s.tile_start[lo]) * kTileRows + s.cta_rank * BM;
+    t.row_begin = begin + (row_tile - s.tile_start[t.expert]) * kTileRows + s.cta_rank * BM;
     const long long row_end = t.row_begin + BM < end ? t.row_begin + BM : end;
     t.rows = row_end > t.row_begin ? static_cast<int>(row_end - t.row_begin) : 0;
     return true;
@@ -588,7 +553,7 @@ struct ForwardTmaKernel {
       }
       fence_mbarrier_init();
     }
-    if (threadIdx.x < 32) count_row_tiles(p, tile_start);
+    if (threadIdx.x < 32) count_row_tiles<E, Index, kTileRows>(p, tile_start);
     if constexpr (kQuant)
       stage_quant_tables<Cfg::kWeightFormat>(reinterpret_cast<QuantTables*>(smem + kTablesOffset),
                                              p, Cfg::kDoubleQuant, kThreads);

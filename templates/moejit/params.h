@@ -16,6 +16,9 @@ struct ForwardParams {
   // be valid: the sm90 kernels run column tile 0's base product then and drop it)
   void* y;
   float* xa_out;   // optional [T*k, r] fp32: x * A^T per grouped row (unscaled)
+  // The register-operand kernel (forward_sm90_rs.cuh) reads x * A^T here instead, [T*k, r] fp32
+  // written by its prologue kernel; unused by the other kernels.
+  const float* xa_in;
   long long rows;  // T*k
   float scale;     // LoRA scaling s
   // Quantized base weights (nf4 / int8_rowwise); unused for bf16/fp16 weights.

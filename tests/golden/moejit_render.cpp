@@ -61,6 +61,9 @@ void add_config_flags(CLI::App& app, Flags& f) {
   app.add_option("--stages", f.config.stages)->capture_default_str();
   app.add_flag("--wgmma", f.config.wgmma, "the sm_90a wgmma kernel instead of mma.sync");
   app.add_flag("--tma", f.config.tma, "with --wgmma: the warp-specialized TMA persistent kernel");
+  app.add_flag("--rs", f.config.rs,
+               "with --wgmma --tma: the register-operand nf4 kernel (block_m rows, block_n "
+               "features)");
   app.add_option("--cluster-m", f.config.cluster_m,
                  "with --tma: CTAs per cluster (2: the weight tile multicast to both)")
       ->default_val(1);

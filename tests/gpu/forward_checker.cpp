@@ -63,9 +63,8 @@ KernelSet load_kernels(const std::vector<ForwardCase>& cases, const cuda::Device
       continue;
     }
     k.module = cuda::Module(c.kernel.cubin);
-    k.handle = KernelHandle{k.module.function(c.kernel.lowered_name), c.config, c.dynamic_smem,
-                            device.sm_count};
-    prepare_kernel(k.handle);
+    k.handle =
+        load_kernel(k.module, c.kernel.lowered_name, todo[i]->spec, c.config, device.sm_count);
   }
   return out;
 }

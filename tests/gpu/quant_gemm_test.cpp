@@ -19,6 +19,7 @@
 #include "autotune/tuner.hpp"
 #include "compiler/error.hpp"
 #include "compiler/kernel_view.hpp"
+#include "compiler/source.hpp"
 #include "runtime/presets.hpp"
 #include "runtime/warm.hpp"
 #include "tests/gpu/backward_problem.hpp"
@@ -75,6 +76,104 @@ std::vector<QuantCase> tma_cases() {
   out.push_back(
       many_tiles(WeightFormat::int8_rowwise, 0, false, WeightLayout::in_out, DType::fp16, 0x7A1E6));
   return out;
+}
+
+// The register-operand nf4 kernel (forward_sm90_rs.cuh), pinned for both its tile heights.
+TileConfig rs_config(int block_m) {
+  return TileConfig{.block_m = block_m,
+                    .block_n = 128,
+                    .block_k = 64,
+                    .warps_m = 8,
+                    .warps_n = 1,
+                    .stages = 4,
+                    .wgmma = true,
+                    .tma = true,
+                    .rs = true};
+}
+
+// Cases it serves (nf4, lora dtype == act, r a multiple of 4 up to 64, the weight's contiguous
+// dimension a multiple of 32), still ragged: K and N not multiples of 64 or 128, every block size,
+// double quantization on and off, both layouts and act dtypes, empty experts (sparse routing),
+// grouped inputs and outputs, bias, and many-tile cases (several tiles per CTA of the persistent
+// grid, more k-blocks than stages).
+std::vector<QuantCase> rs_cases() {
+  struct Axes {
+    int blocksize;
+    bool double_quant;
+    WeightLayout layout;
+    DType act;
+    int experts, top_k, k, n, rank;
+    std::int64_t tokens;
+    RoutingKind routing;
+    bool grouped_in, grouped_out, bias;
+  };
+  const WeightLayout out_in = WeightLayout::out_in, in_out = WeightLayout::in_out;
+  const DType bf16 = DType::bf16, fp16 = DType::fp16;
+  const Axes axes[] = {
+      {32, false, out_in, bf16, 6, 2, 288, 416, 16, 700, RoutingKind::skewed, false, false, false},
+      {64, true, in_out, bf16, 8, 2, 352, 480, 8, 900, RoutingKind::sparse, false, false, true},
+      {128, false, in_out, fp16, 5, 1, 320, 224, 4, 600, RoutingKind::uniform, true, false, false},
+      {256, true, out_in, fp16, 4, 2, 416, 288, 64, 500, RoutingKind::skewed, false, true, true},
+      {64, false, out_in, bf16, 16, 4, 224, 352, 12, 800, RoutingKind::sparse, true, true, false},
+      {32, true, in_out, fp16, 3, 2, 96, 160, 16, 400, RoutingKind::uniform, false, false, false},
+      {64, true, out_in, bf16, 4, 2, 544, 1056, 16, 3000, RoutingKind::skewed, false, false, false},
+      {128, false, in_out, bf16, 4, 2, 288, 1024, 16, 3000, RoutingKind::skewed, false, false, true},
+  };
+  std::vector<QuantCase> out;
+  std::uint64_t seed = 0x55AA10;
+  for (const Axes& a : axes) {
+    QuantCase c;
+    c.spec.weights = WeightFormat::nf4;
+    c.spec.quant_blocksize = a.blocksize;
+    c.spec.double_quant = a.double_quant;
+    c.spec.layout = a.layout;
+    c.spec.act = c.spec.lora = a.act;
+    c.spec.experts = a.experts;
+    c.spec.top_k = a.top_k;
+    c.spec.in_features = a.k;
+    c.spec.out_features = a.n;
+    c.spec.rank = a.rank;
+    c.spec.grouped_in = a.grouped_in;
+    c.spec.grouped_out = a.grouped_out;
+    c.spec.has_bias = a.bias;
+    c.tokens = a.tokens;
+    c.routing = a.routing;
+    c.seed = seed++;
+    c.save_xa = c.seed % 2 == 0;  // both: the prologue writes save_xa, or scratch
+    out.push_back(c);
+  }
+  return out;
+}
+
+// Without a GPU: the register-operand configs compile for the forward and dX of every rs case,
+// and without a spill for the presets' nf4 projections.
+TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
+  const std::vector<QuantCase> cases = rs_cases();
+  for (const QuantCase& c : cases) {
+    ASSERT_TRUE(rs_serves(c.spec)) << c.describe();
+    for (const ProjectionSpec& op : backward_ops(c.spec))
+      if (op.op == OpKind::backward_dx) ASSERT_TRUE(rs_serves(op)) << c.describe();
+  }
+  for (const int block_m : {128, 256}) {
+    for (const QuantCase& c : cases)
+      EXPECT_NO_THROW(compile_candidates(c.spec, {rs_config(block_m)}, "sm_90a", 227 * 1024,
+                                         "test", 1))
+          << c.describe();
+    for (const ModelPreset& preset : model_presets())
+      for (const Projection proj : {Projection::gate_up, Projection::down}) {
+        ProjectionSpec spec = projection_spec(preset, proj, 16);
+        spec.weights = WeightFormat::nf4;
+        spec.quant_blocksize = 64;
+        for (const bool dq : {false, true}) {
+          spec.double_quant = dq;
+          EXPECT_EQ(compile_candidates(spec, {rs_config(block_m)}, "sm_90a", 227 * 1024,
+                                       "test")[0]
+                        .pruned,
+                    "")
+              << spec.describe();
+        }
+      }
+  }
 }
 
 // Without a GPU: the pinned TMA config compiles for the forward and dX of every such case (the
@@ -390,6 +489,33 @@ TEST(QuantGemm, TmaKernelMatchesReference) {
             EXPECT_EQ(e.config, tma) << e.key.spec.describe();
           }
         }
+      });
+}
+
+// The register-operand nf4 kernel on its cases, forward and dX pinned by offline cache entries
+// (block_m 256, and 128 for the second half of the cases).
+TEST(QuantGemm, RsKernelMatchesReference) {
+  MOEJIT_SKIP_WITHOUT_GPU();
+  if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
+    GTEST_SKIP() << "the register-operand kernel needs sm_90a; this device is " << arch;
+  const std::vector<QuantCase> cases = rs_cases();
+  auto config_of = [&](std::size_t i) { return rs_config(i < cases.size() / 2 ? 256 : 128); };
+  run_cases(
+      cases, 1,
+      [&](const std::filesystem::path& dir) {
+        CacheStore store(worker_cache(dir, 0));
+        for (std::size_t i = 0; i < cases.size(); ++i) {
+          const QuantCase& c = cases[i];
+          EXPECT_EQ(warm_offline(store, c.spec, c.tokens, "sm_90a", config_of(i)).config,
+                    config_of(i));
+          for (const ProjectionSpec& op : backward_ops(c.spec))
+            if (op.op == OpKind::backward_dx)
+              warm_offline(store, op, c.tokens, "sm_90a", config_of(i));
+        }
+      },
+      [&](const std::filesystem::path& dir) {  // the GEMMs really ran the pinned kernel
+        for (const CacheEntry& e : CacheStore(worker_cache(dir, 0)).list())
+          if (family_of(e.key.spec.op) == KernelFamily::gemm) EXPECT_TRUE(e.config.rs);
       });
 }
 

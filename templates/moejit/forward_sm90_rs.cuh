@@ -1,0 +1,599 @@
+#pragma once
+// Hopper (sm_90a) MoE-LoRA GEMM over nf4 base weights with the weights as wgmma's A operand in
+// registers: a CTA computes y^T = W x^T for BF output features by BR grouped rows, so each
+// accumulating thread decodes its own A fragments straight from the packed bytes and no decoded
+// weight goes through shared memory. Warp-specialized and persistent like forward_sm90_tma.cuh:
+//  - one loading warpgroup fills each stage with the x tile (BR rows of 64 k, K-major under the
+//    128-byte swizzle: wgmma's B operand; by TMA for a grouped input, else by cp.async), the
+//    packed weight slice (cp.async) and the fp32 scale of every 8-value group of that slice
+//    (absmax, or with double quantization code2[q] * absmax2 + offset). A thread's scale loads
+//    for the next stage are issued before it waits for a free one, so their latency overlaps;
+//  - BF / 64 accumulating warpgroups of 64 features each decode k-block kb + 1 into registers
+//    while the wgmma batch of kb runs (two register buffers of A fragments);
+//  - x * A^T (fp32, p.xa_in) comes from the prologue kernel the launch runs first (forward.cuh in
+//    its x * A^T-only mode); the loader copies a tile's rows of it (contiguous) in one bulk copy.
+//    The epilogue adds B_e * round(s * x * A^T)^T on mma.sync (a warp's 16 features x 8 rows of
+//    the accumulator are an m16n8 fragment), the bias, rounds, and writes each row's 16 features
+//    (32 bytes) per warp through a shared-memory slice.
+// Stage layout of the weight slice (the rows a warp reads at one time hit distinct banks):
+//  - K-contiguous weights (out_in forward, in_out dX): BF rows of 80 bytes, one per feature:
+//    32 packed bytes (64 k), then the 8 group scales, then 16 bytes of padding;
+//  - feature-contiguous weights (in_out forward, out_in dX): 64 rows (one per k) of BF + 16 bytes:
+//    per 16 features 8 packed bytes and the scales of their two groups.
+// Requirements: nf4 weights, A-role dtype == act, the weight's contiguous dimension (K for
+// K-contiguous, N otherwise) a multiple of 32, so that packed chunks are 8- or 16-byte aligned,
+// and r a multiple of 4 (16-byte rows of x * A^T).
+#include "moejit/async.cuh"
+#include "moejit/forward_sm90.cuh"
+
+namespace moejit {
+
+// 8-byte asynchronous global->shared copy (zero-filled when !valid); .ca: .cg takes 16 bytes only.
+__device__ __forceinline__ void cp_async_8(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(valid ? 8 : 0));
+}
+
+// Keeps the compiler from reusing the registers of A fragments an in-flight wgmma still reads.
+template <int R>
+__device__ __forceinline__ void wgmma_fence_fragments(unsigned (&a)[R][4]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
+}
+
+inline constexpr int log2_exact(int v) {
+  return v <= 1 ? 0 : 1 + log2_exact(v / 2);
+}
+
+template <int V>
+struct IntConstant {
+  static constexpr int value = V;
+};
+
+template <class Cfg>
+struct ForwardRsKernel {
+  using Act = typename Cfg::Act;
+  using Index = typename Cfg::Index;
+  using LoraB = typename Cfg::LoraB;
+  static constexpr int E = Cfg::kExperts, K = Cfg::kK, N = Cfg::kN, R = Cfg::kRank;
+  static constexpr int BR = Cfg::kBlockM, BF = Cfg::kBlockN, BK = 64, STAGES = Cfg::kStages;
+  static constexpr bool kBf16 = DTypeTraits<Act>::kIsBf16;
+  static constexpr bool kKContig = !Cfg::kWeightInOut;  // a feature's k values adjacent in memory
+  static constexpr int kConsumers = BF / 64;
+  static constexpr int kConsumerThreads = 128 * kConsumers;
+  static constexpr int kThreads = 128 + kConsumerThreads;
+  static constexpr int RP = (R + 15) / 16 * 16;
+  static constexpr int KB = (K + BK - 1) / BK;
+  static constexpr int N_TILES = (N + BF - 1) / BF;
+  static constexpr int kRasterGroup = 8;
+  static constexpr int kBlocksize = Cfg::kQuantBlocksize;
+  static constexpr int kBlockShift = log2_exact(kBlocksize);
+  // Registers per thread after reallocation, within what the CTA holds at launch (ptxas gives a
+  // 384-thread CTA 168 each, a 256-thread one 232).
+  static constexpr int kLoaderRegisters = 80;
+  static constexpr int kConsumerRegisters = kConsumers == 1 ? 240 : 208;
+  static_assert(128 * kLoaderRegisters + kConsumerThreads * kConsumerRegisters <=
+                    (kConsumers == 1 ? 256 * 232 : 384 * 168),
+                "register reallocation beyond the launch allocation");
+
+  static_assert(Cfg::kWeightFormat == kWeightNf4, "the register-operand kernel decodes nf4");
+  static_assert(kBlocksize >= 32 && (kBlocksize & (kBlocksize - 1)) == 0,
+                "nf4 blocksize must be a power of two of at least 32");
+  static_assert(Cfg::kBlockK == 64, "64-element k slices");
+  static_assert(IsSame<typename Cfg::Lora, Act>::value && IsSame<LoraB, Act>::value,
+                "the sm90 kernels need lora dtype == act");
+  static_assert(BR == 128 || BR == 256, "block_m (rows, wgmma's N) of 128 or 256");
+  static_assert(BF == 64 || BF == 128, "block_n (features) of one or two warpgroups of 64");
+  static_assert(STAGES >= 2, "at least two stages");
+  static_assert(RP <= 64, "rank up to 64 (the epilogue's B_e fragments live in registers)");
+  static_assert(R % 4 == 0, "rank a multiple of 4 (x * A^T rows in 16-byte units)");
+  static_assert((kKContig ? K : N) % 32 == 0,
+                "the weight's contiguous dimension must be a multiple of 32");
+  static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
+
+  // The weight slice of a stage (see the header).
+  static constexpr int kWRows = kKContig ? BF : BK;
+  static constexpr int kWStride = kKContig ? 80 : BF + 16;
+  static constexpr int kXBytes = BR * 128, kWBytes = kWRows * kWStride;
+  static constexpr int kStageBytes = kXBytes + kWBytes;
+  static_assert(kStageBytes % 1024 == 0, "stages keep the x tiles on 1024-byte boundaries");
+  // Per-tile epilogue inputs, double-buffered: x * A^T of the tile's rows (fp32, [BR][R]), then
+  // the destination rows.
+  static constexpr int kXaBytes = BR * R * 4;
+  static constexpr int kInputsBytes = kXaBytes + BR * 8;
+  static constexpr int kInputsOffset = STAGES * kStageBytes;
+  static constexpr int kSlicesOffset = kInputsOffset + 2 * kInputsBytes;  // 1 KB per warp
+  static constexpr int kBarriersOffset = kSlicesOffset + kConsumers * 4 * 1024;
+  // full[STAGES], empty[STAGES], inputs_full[2], inputs_empty[2]
+  static constexpr int kTablesOffset = kBarriersOffset + (2 * STAGES + 4) * 8;
+  static constexpr int kSourceRowsOffset = kTablesOffset + static_cast<int>(sizeof(QuantTables));
+  static constexpr int kTileStartOffset = kSourceRowsOffset + BR * 4;  // gathered x rows, int
+  static constexpr int kSmemBytes = 1024 + kTileStartOffset + (E + 1) * 8;  // 1024: alignment
+  static_assert(kSmemBytes == Cfg::kSmemBytes,
+                "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
+
+  // A loader thread's share of the group scales: one segment of kSegValues consecutive flat
+  // values (a feature's 64 k, or half of a k row's BF features), kSegValues / 8 groups.
+  static constexpr int kSegValues = kKContig ? BK : BF / 2;
+  static constexpr int kSegGroups = kSegValues / 8;
+  static constexpr int kSegBlocks = (kSegValues + kBlocksize - 1) / kBlocksize + 1;
+  static constexpr int kScaleThreads = kKContig ? BF : 2 * BK;
+
+  struct Barriers {
+    unsigned base;
+    __device__ unsigned full(int s) const { return base + 8 * s; }
+    __device__ unsigned empty(int s) const { return base + 8 * (STAGES + s); }
+    __device__ unsigned inputs_full(int b) const { return base + 8 * (2 * STAGES + b); }
+    __device__ unsigned inputs_empty(int b) const { return base + 8 * (2 * STAGES + 2 + b); }
+  };
+
+  template <int kSlots>
+  struct RingPosition {
+    int slot = 0;
+    unsigned phase = 0;
+    __device__ void advance() {
+      if (++slot == kSlots) {
+        slot = 0;
+        phase ^= 1;
+      }
+    }
+  };
+
+  struct Schedule {
+    const long long* tile_start;  // [E + 1] first row tile of each expert, then the total
+    long long linear_end, first, stride;
+  };
+
+  __device__ static bool tile_at(const ForwardParams& p, const Schedule& s, long long linear,
+                                 OutputTile& t) {
+    long long row_tile = 0;
+    int col_tile = 0;
+    grouped_raster<N_TILES, kRasterGroup>(linear, row_tile, col_tile);
+    long long begin = 0, end = 0;
+    if (!locate_row_tile<E, Index>(p, s.tile_start, row_tile, t.expert, begin, end)) return false;
+    t.n0 = col_tile * BF;
+    t.row_begin = begin + (row_tile - s.tile_start[t.expert]) * BR;
+    const long long row_end = t.row_begin + BR < end ? t.row_begin + BR : end;
+    t.rows = static_cast<int>(row_end - t.row_begin);
+    return t.rows > 0;
+  }
+
+  __device__ static void row_ends(const ForwardParams& p, const OutputTile& t, int my_row,
+                                  long long& src, long long& dst) {
+    src = dst = -1;
+    if (my_row < t.rows) {
+      const long long row = t.row_begin + my_row;
+      const long long slot = load_index<Index>(p.scattered_idxs, row);
+      src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
+      dst = Cfg::kGroupedOut ? row : slot;
+    }
+  }
+
+  // Flat index of weight element (feature n, reduction index k) of expert e.
+  __device__ static long long flat_index(int e, int n, int k) {
+    return kKContig ? (static_cast<long long>(e) * N + n) * K + k
+                    : (static_cast<long long>(e) * K + k) * N + n;
+  }
+
+  // One loader thread's group scales for one stage: loads issued by fetch, used by store.
+  struct ScaleFetch {
+    long long first_block = 0;
+    long long flat0 = 0;
+    int groups = 0;  // valid groups of the segment (a prefix); the rest get scale 0
+    float absmax[kSegBlocks];
+    unsigned qabsmax[kSegBlocks];
+
+    __device__ void fetch(const ForwardParams& p, const OutputTile& t, int kb) {
+      groups = 0;
+#pragma unroll
+      for (int j = 0; j < kSegBlocks; ++j) {  // what store() reads for rows without groups
+        absmax[j] = 0.f;
+        qabsmax[j] = 0;
+      }
+      if (threadIdx.x >= kScaleThreads) return;
+      int n, k;
+      if constexpr (kKContig) {
+        n = t.n0 + threadIdx.x;
+        k = kb * BK;
+        const int left = (K - k) / 8;
+        groups = n < N ? (left < kSegGroups ? left : kSegGroups) : 0;
+      } else {
+        n = t.n0 + (threadIdx.x & 1) * kSegValues;
+        k = kb * BK + (threadIdx.x >> 1);
+        const int left = (N - n) / 8;
+        groups = k < K && n < N ? (left < kSegGroups ? left : kSegGroups) : 0;
+      }
+      if (groups <= 0) {
+        groups = 0;
+        return;
+      }
+      flat0 = flat_index(t.expert, n, k);
+      first_block = flat0 >> kBlockShift;
+      const long long last_block = (flat0 + 8 * groups - 1) >> kBlockShift;
+#pragma unroll
+      for (int j = 0; j < kSegBlocks; ++j) {
+        const long long b = first_block + j <= last_block ? first_block + j : last_block;
+        if constexpr (Cfg::kDoubleQuant) {
+          qabsmax[j] = __ldg(static_cast<const unsigned char*>(p.absmax) + b);
+          absmax[j] = __ldg(static_cast<const float*>(p.absmax2) + b / kAbsmax2Blocksize);
+        } else {
+          absmax[j] = __ldg(static_cast<const float*>(p.absmax) + b);
+        }
+      }
+    }
+
+    __device__ void store(char* w_area, const QuantTables* tables, float offset) const {
+      if (threadIdx.x >= kScaleThreads) return;
+      float block_scale[kSegBlocks];
+#pragma unroll
+      for (int j = 0; j < kSegBlocks; ++j)
+        block_scale[j] = Cfg::kDoubleQuant
+                             ? add_rn(mul_rn(tables->code2[qabsmax[j]], absmax[j]), offset)
+                             : absmax[j];
+      float scale[kSegGroups];
+#pragma unroll
+      for (int g = 0; g < kSegGroups; ++g) {
+        const int j = static_cast<int>(((flat0 + 8 * g) >> kBlockShift) - first_block);
+        float v = block_scale[0];
+#pragma unroll
+        for (int i = 1; i < kSegBlocks; ++i) v = j == i ? block_scale[i] : v;
+        scale[g] = g < groups ? v : 0.f;  // past K or N: zero weights
+      }
+      if constexpr (kKContig) {
+        float* dst = reinterpret_cast<float*>(w_area + threadIdx.x * kWStride + 32);
+#pragma unroll
+        for (int g = 0; g < kSegGroups; ++g) dst[g] = scale[g];
+      } else {
+        char* row = w_area + (threadIdx.x >> 1) * kWStride + (threadIdx.x & 1) * (BF / 2);
+#pragma unroll
+        for (int c = 0; c < kSegGroups / 2; ++c)
+          *reinterpret_cast<float2*>(row + c * 16 + 8) = float2{scale[2 * c], scale[2 * c + 1]};
+      }
+    }
+  };
+
+  // The packed weight slice of k-block kb: 16-byte chunks (two per feature) or 8-byte chunks (16
+  // features of one k); chunks past K or N are zero-filled (their scales are 0 as well).
+  __device__ static void copy_packed(const ForwardParams& p, const OutputTile& t, int kb,
+                                     char* w_area) {
+    const unsigned char* packed = static_cast<const unsigned char*>(p.w);
+    constexpr int kChunks = kKContig ? BF * 2 : BK * (BF / 16);
+#pragma unroll
+    for (int c = threadIdx.x; c < kChunks; c += 128) {
+      if constexpr (kKContig) {
+        const int row = c >> 1, n = t.n0 + row, k = kb * BK + (c & 1) * 32;
+        const bool valid = n < N && k < K;
+        cp_async_16(w_area + row * kWStride + (c & 1) * 16,
+                    valid ? packed + (flat_index(t.expert, n, k) >> 1) : packed, valid);
+      } else {
+        const int row = c / (BF / 16), chunk = c % (BF / 16);
+        const int k = kb * BK + row, n = t.n0 + chunk * 16;
+        const bool valid = n < N && k < K;
+        cp_async_8(w_area + row * kWStride + chunk * 16,
+                   valid ? packed + (flat_index(t.expert, n, k) >> 1) : packed, valid);
+      }
+    }
+  }
+
+  // The loader's per-tile epilogue inputs: the tile's rows of x * A^T by one bulk copy (rows past
+  // the tile keep stale values, which reach only accumulator columns that are never stored) and
+  // the destination rows. `full` counts the copy's bytes and every loader thread's arrival.
+  __device__ static void stage_inputs(const ForwardParams& p, const OutputTile& t, char* inputs,
+                                      unsigned full) {
+    long long* dst_rows = reinterpret_cast<long long*>(inputs + kXaBytes);
+#pragma unroll
+    for (int i = 0; i < BR / 128; ++i) {
+      long long src, dst;
+      row_ends(p, t, threadIdx.x + 128 * i, src, dst);
+      dst_rows[threadIdx.x + 128 * i] = dst;
+    }
+    if (threadIdx.x == 0) {
+      const unsigned bytes = static_cast<unsigned>(t.rows) * R * 4;
+      mbarrier_arrive_expect_tx(full, bytes);
+      bulk_load(smem_addr(inputs), p.xa_in + t.row_begin * R, bytes, full);
+    } else {
+      mbarrier_arrive(full);
+    }
+  }
+
+  __device__ static void load(const ForwardParams& p, const ForwardTensorMaps& maps, char* smem,
+                              const Barriers& bars, const Schedule& s, const QuantTables* tables) {
+    // Gathered x: thread i copies 16-byte chunk i % 8 of rows i / 8, i / 8 + 16, ... (a warp's
+    // copy instruction reads four whole 128-byte row slices).
+    constexpr int kRowsPerThread = BR / 16;
+    const int x_row0 = threadIdx.x / 8, x_chunk = threadIdx.x % 8;
+    const bool leader = threadIdx.x == 0;
+    if (leader && Cfg::kGroupedIn) prefetch_tensor_map(&maps.x);
+    const char* x = static_cast<const char*>(p.x);
+    int* src_rows = reinterpret_cast<int*>(smem + kSourceRowsOffset);
+    RingPosition<STAGES> stage;
+    RingPosition<2> inputs;
+    ScaleFetch scales;
+    for (long long linear = s.first; linear < s.linear_end; linear += s.stride) {
+      OutputTile t;
+      if (!tile_at(p, s, linear, t)) continue;
+      // Gathered x: the source rows, one per 8 threads (a warp's), in shared memory rather than
+      // registers, which the loader is short of.
+      if constexpr (!Cfg::kGroupedIn) {
+        __syncwarp();  // the previous tile's rows are read
+        if (x_chunk == 0)
+#pragma unroll
+          for (int i = 0; i < kRowsPerThread; ++i) {
+            long long row_src, dst;
+            row_ends(p, t, x_row0 + 16 * i, row_src, dst);
+            src_rows[x_row0 + 16 * i] = static_cast<int>(row_src);
+          }
+        __syncwarp();
+      }
+      scales.fetch(p, t, 0);
+      constexpr int kInputsAfter = (STAGES < KB ? STAGES : KB) - 1;
+      for (int kb = 0; kb < KB; ++kb) {
+        mbarrier_wait(bars.empty(stage.slot), stage.phase ^ 1);
+        char* st = smem + stage.slot * kStageBytes;
+        const unsigned full = bars.full(stage.slot);
+        if (leader) {
+          mbarrier_arrive_expect_tx(full, Cfg::kGroupedIn ? kXBytes : 0);
+          // Rows past the tile (another expert's, or zeros past the end) feed only accumulator
+          // columns that are never stored.
+          if constexpr (Cfg::kGroupedIn)
+            tma_load_3d(smem_addr(st), &maps.x, full, kb * BK, static_cast<int>(t.row_begin), 0);
+        }
+        if constexpr (!Cfg::kGroupedIn) {
+          const int k = kb * BK + x_chunk * 8;
+#pragma unroll
+          for (int i = 0; i < kRowsPerThread; ++i) {
+            const int src = src_rows[x_row0 + 16 * i];
+            const bool valid = src >= 0 && k < K;
+            cp_async_16(st + SwizzledTile<BR, 8>::chunk_offset(x_row0 + 16 * i, x_chunk) * 16,
+                        valid ? x + (static_cast<long long>(src) * K + k) * 2 : x, valid);
+          }
+        }
+        copy_packed(p, t, kb, st + kXBytes);
+        scales.store(st + kXBytes, tables, p.offset);
+        cp_async_mbarrier_arrive(full);
+        // The scales are plain stores: each warp's are released by its lane 0 after the warp
+        // has converged on them.
+        __syncwarp();
+        if ((threadIdx.x & 31) == 0) mbarrier_arrive(full);
+        if (kb + 1 < KB) scales.fetch(p, t, kb + 1);
+        stage.advance();
+        if (kb == kInputsAfter) {
+          mbarrier_wait(bars.inputs_empty(inputs.slot), inputs.phase ^ 1);
+          stage_inputs(p, t, smem + kInputsOffset + inputs.slot * kInputsBytes,
+                       bars.inputs_full(inputs.slot));
+          inputs.advance();
+        }
+      }
+    }
+    cp_async_wait<0>();  // no copy outlives its thread
+  }
+
+  // The A fragments of k-block `slot`'s weight slice for this warp's 16 features: a[kk] for the
+  // k16 step kk, in the mma.m16n8k16 A layout (rows = features g and g + 8, k pairs 2q, 2q + 1
+  // and 2q + 8, 2q + 9 with q the lane's quad index).
+  __device__ static void decode(const char* w_area, const float* code, int f0, int lane,
+                                unsigned (&a)[4][4]) {
+    const int g = lane >> 2, q = lane & 3;
+    auto value = [&](unsigned nibble, float scale) { return mul_rn(code[nibble], scale); };
+    if constexpr (kKContig) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const char* row = w_area + (f0 + g + 8 * half) * kWStride;
+        unsigned words[8], bits[8];
+        ld_shared_16(*reinterpret_cast<unsigned(*)[4]>(&words[0]), row);
+        ld_shared_16(*reinterpret_cast<unsigned(*)[4]>(&words[4]), row + 16);
+        ld_shared_16(*reinterpret_cast<unsigned(*)[4]>(&bits[0]), row + 32);
+        ld_shared_16(*reinterpret_cast<unsigned(*)[4]>(&bits[4]), row + 48);
+        // Word w holds k 8w..8w+7; this lane's pair of k-step kk, part h is byte q of word
+        // 2 kk + h (high nibble first: the even k).
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const unsigned byte = words[2 * kk + h] >> (8 * q);
+            const float scale = __uint_as_float(bits[2 * kk + h]);
+            a[kk][half + 2 * h] =
+                pack2<Act>(value((byte >> 4) & 15u, scale), value(byte & 15u, scale));
+          }
+      }
+    } else {
+      // Feature f0 + g is nibble g of the 16-feature chunk's first word (g + 8: of its second).
+      const int shift = 8 * (g >> 1) + ((g & 1) ? 0 : 4);
+      const char* column = w_area + (f0 / 16) * 16;
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        unsigned c[4][4];  // k rows 2q, 2q + 1, 2q + 8, 2q + 9 of this k16 step
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          ld_shared_16(c[i], column + (16 * kk + 2 * q + (i & 1) + 8 * (i >> 1)) * kWStride);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int lo = (i >> 1) * 2, hi = lo + 1, word = i & 1;
+          a[kk][i] = pack2<Act>(
+              value((c[lo][word] >> shift) & 15u, __uint_as_float(c[lo][2 + word])),
+              value((c[hi][word] >> shift) & 15u, __uint_as_float(c[hi][2 + word])));
+        }
+      }
+    }
+  }
+
+  __device__ static void compute(const ForwardParams& p, char* smem, const Barriers& bars,
+                                 const Schedule& s, const QuantTables* tables) {
+    const int warp = (threadIdx.x - 128) >> 5;  // among the accumulating warps
+    const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    const int f0 = warp * 16;  // the warp's first feature in the tile
+    const float* code = tables->code;
+    char* slice = smem + kSlicesOffset + warp * 1024;
+    const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
+    const Act* bias = static_cast<const Act*>(p.bias);
+    Act* y = static_cast<Act*>(p.y);
+    RingPosition<STAGES> stage;
+    RingPosition<2> inputs;
+    for (long long linear = s.first; linear < s.linear_end; linear += s.stride) {
+      OutputTile t;
+      if (!tile_at(p, s, linear, t)) continue;
+      // The epilogue's B_e fragments (features f0 + g, f0 + g + 8 by ranks) and bias, loaded now
+      // so that their latency hides behind the main loop.
+      unsigned b_frag[RP / 16][4];
+#pragma unroll
+      for (int kq = 0; kq < RP / 16; ++kq)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int o = t.n0 + f0 + g + 8 * (i & 1), j = kq * 16 + 2 * q + 8 * (i >> 1);
+          const float lo = o < N && j < R ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(
+                                                t.expert, o, j)])
+                                          : 0.f;
+          const float hi = o < N && j + 1 < R ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N,
+                                                                              R>(t.expert, o, j + 1)])
+                                              : 0.f;
+          b_frag[kq][i] = pack2<Act>(lo, hi);
+        }
+      float bias_of[2] = {0.f, 0.f};
+      if constexpr (Cfg::kHasBias) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int o = t.n0 + f0 + g + 8 * half;
+          bias_of[half] = o < N ? to_float(bias[static_cast<long long>(t.expert) * N + o]) : 0.f;
+        }
+      }
+
+      float acc[BR / 2];
+#pragma unroll
+      for (int i = 0; i < BR / 2; ++i) acc[i] = 0.f;
+      unsigned a[2][4][4];
+      int in_flight = -1;  // the stage the wgmma batch still running reads
+      mbarrier_wait(bars.full(stage.slot), stage.phase);
+      decode(smem + stage.slot * kStageBytes + kXBytes, code, f0, lane, a[0]);
+      // One k-block: its batch on the fragments decoded into a[kBuf]; then, once the previous
+      // batch has completed (its stage is released and its fragments a[!kBuf] are free), the
+      // next k-block's fragments while this batch runs.
+      auto step = [&](auto buffer, int kb) {
+        constexpr int kBuf = decltype(buffer)::value;
+        fence_proxy_async();  // gathered x rows came through cp.async (generic proxy)
+        const char* xs = smem + stage.slot * kStageBytes;
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk)
+          WgmmaRs<BR>::template mma<kBf16>(acc, a[kBuf][kk], wgmma_desc_k128(xs + kk * 32));
+        wgmma_commit();
+        wgmma_wait<1>();
+        wgmma_fence_fragments(a[kBuf ^ 1]);
+        if (in_flight >= 0 && lane == 0) mbarrier_arrive(bars.empty(in_flight));
+        in_flight = stage.slot;
+        stage.advance();
+        if (kb + 1 < KB) {
+          mbarrier_wait(bars.full(stage.slot), stage.phase);
+          decode(smem + stage.slot * kStageBytes + kXBytes, code, f0, lane, a[kBuf ^ 1]);
+        }
+      };
+      for (int kb = 0; kb < KB; kb += 2) {
+        step(IntConstant<0>{}, kb);
+        if (kb + 1 < KB) step(IntConstant<1>{}, kb + 1);
+      }
+      wgmma_wait<0>();
+      wgmma_fence_operands(acc);
+      wgmma_fence_fragments(a[0]);
+      wgmma_fence_fragments(a[1]);
+      if (lane == 0) mbarrier_arrive(bars.empty(in_flight));
+
+      mbarrier_wait(bars.inputs_full(inputs.slot), inputs.phase);
+      const char* in = smem + kInputsOffset + inputs.slot * kInputsBytes;
+      const long long* dst_rows = reinterpret_cast<const long long*>(in + kXaBytes);
+      // acc (features x rows) += B_e * round(s * x * A^T)^T: the B operand of rows 8j..8j+7 holds
+      // row 8j + g's ranks 2q, 2q + 1 (and + 8), read from the fp32 tile and rounded here.
+      const float* xa = reinterpret_cast<const float*>(in);
+#pragma unroll
+      for (int j = 0; j < BR / 8; ++j)
+#pragma unroll
+        for (int kq = 0; kq < RP / 16; ++kq) {
+          unsigned b[2];
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int rank = kq * 16 + 8 * h + 2 * q;
+            float2 v = float2{0.f, 0.f};
+            if (rank < R) v = *reinterpret_cast<const float2*>(xa + (8 * j + g) * R + rank);
+            b[h] = pack2<Act>(p.scale * v.x, p.scale * v.y);
+          }
+          mma_16816<kBf16>(*reinterpret_cast<float(*)[4]>(&acc[j * 4]), b_frag[kq], b);
+        }
+      // Bias, rounding, and 32 rows at a time through the warp's slice (32 rows x 16 features;
+      // rows 4-7 of each 8 swap their 16-byte halves so the 16-bit writes spread over the banks),
+      // then one 32-byte row part per lane: two 16-byte stores.
+      auto slice_offset = [](int row, int half) { return row * 32 + ((half ^ (row >> 2)) & 1) * 16; };
+      // N as an opaque value: with N a power of two ptxas hoisted every chunk's row address out
+      // of the loop below and spilled (measured: 300 bytes at N = 2048).
+      int row_stride = N;
+      asm("" : "+r"(row_stride));
+#pragma unroll
+      for (int c = 0; c < BR / 32; ++c) {
+        __syncwarp();
+#pragma unroll
+        for (int jj = 0; jj < 4; ++jj)
+#pragma unroll
+          for (int v = 0; v < 4; ++v) {
+            const int half = v >> 1, row = 8 * jj + 2 * q + (v & 1);
+            *reinterpret_cast<Act*>(slice + slice_offset(row, half) + g * 2) =
+                from_float<Act>(acc[(4 * c + jj) * 4 + v] + bias_of[half]);
+          }
+        __syncwarp();
+        const int row = 32 * c + lane;
+        const long long dst = row < t.rows ? dst_rows[row] : -1;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          unsigned v[4];
+          ld_shared_16(v, slice + slice_offset(lane, half));
+          const int o = t.n0 + f0 + 8 * half;
+          if (dst >= 0 && o < N) st_global_16(y + dst * row_stride + o, v);
+        }
+      }
+      mbarrier_arrive(bars.inputs_empty(inputs.slot));
+      inputs.advance();
+    }
+  }
+
+  __device__ static void run(const ForwardParams& p, const ForwardTensorMaps& maps) {
+    extern __shared__ __align__(1024) char smem_raw[];
+    // The 128-byte swizzle (TMA and wgmma) is anchored to 1024-byte boundaries.
+    char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+    const Barriers bars{smem_addr(smem + kBarriersOffset)};
+    long long* tile_start = reinterpret_cast<long long*>(smem + kTileStartOffset);
+    QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
+    if (threadIdx.x == 0) {
+      for (int s = 0; s < STAGES; ++s) {
+        // Each loader thread's cp.async arrival, each loader warp's scales, and the TMA one.
+        mbarrier_init(bars.full(s), 128 + 4 + 1);
+        mbarrier_init(bars.empty(s), kConsumers * 4);  // one per accumulating warp
+      }
+      for (int b = 0; b < 2; ++b) {
+        mbarrier_init(bars.inputs_full(b), 128);
+        mbarrier_init(bars.inputs_empty(b), kConsumerThreads);
+      }
+      fence_mbarrier_init();
+    }
+    if (threadIdx.x < 32) count_row_tiles<E, Index, BR>(p, tile_start);
+    stage_quant_tables<kWeightNf4>(tables, p, Cfg::kDoubleQuant, kThreads);
+    __syncthreads();
+    const long long row_tiles = tile_start[E];
+    const Schedule s{tile_start,
+                     (row_tiles + kRasterGroup - 1) / kRasterGroup * kRasterGroup * N_TILES,
+                     blockIdx.x, gridDim.x};
+    if (threadIdx.x < 128) {
+      release_registers<kLoaderRegisters>();
+      load(p, maps, smem, bars, s, tables);
+    } else {
+      claim_registers<kConsumerRegisters>();
+      compute(p, smem, bars, s, tables);
+    }
+  }
+};
+
+template <class Cfg>
+__global__ void __launch_bounds__(ForwardRsKernel<Cfg>::kThreads, 1)
+    moe_lora_forward_sm90_rs(const ForwardParams params,
+                             const __grid_constant__ ForwardTensorMaps maps) {
+  ForwardRsKernel<Cfg>::run(params, maps);
+}
+
+}  // namespace moejit
