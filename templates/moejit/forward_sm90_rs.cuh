@@ -7,7 +7,7 @@
 //    128-byte swizzle: wgmma's B operand; by TMA for a grouped input, else by cp.async), the
 //    packed weight slice (cp.async) and the fp32 scale of every 8-value group of that slice
 //    (absmax, or with double quantization code2[q] * absmax2 + offset). A thread's scale loads
-//    for the next stage are issued before it waits for a free one, so their latency overlaps;
+//    are issued two stages ahead of their use, so their latency overlaps the stages between;
 //  - BF / 64 accumulating warpgroups of 64 features each decode k-block kb + 1 into registers
 //    while the wgmma batch of kb runs (two register buffers of A fragments);
 //  - x * A^T (fp32, p.xa_in) comes from the prologue kernel the launch runs first (forward.cuh in
@@ -177,43 +177,46 @@ struct ForwardRsKernel {
                     : (static_cast<long long>(e) * K + k) * N + n;
   }
 
-  // One loader thread's group scales for one stage: loads issued by fetch, used by store.
+  // A loader thread's segment of k-block kb's slice: its first flat value and how many of its
+  // groups lie inside K and N (a prefix; the others get scale 0, so their zero-filled bytes decode
+  // to zeros).
+  struct Segment {
+    long long flat0;
+    int groups;
+  };
+  __device__ static Segment segment(const OutputTile& t, int kb) {
+    if (threadIdx.x >= kScaleThreads) return {0, 0};
+    int n, k, left;
+    bool inside;
+    if constexpr (kKContig) {
+      n = t.n0 + threadIdx.x;
+      k = kb * BK;
+      left = (K - k) / 8;
+      inside = n < N;
+    } else {
+      n = t.n0 + (threadIdx.x & 1) * kSegValues;
+      k = kb * BK + (threadIdx.x >> 1);
+      left = (N - n) / 8;
+      inside = k < K && n < N;
+    }
+    return {flat_index(t.expert, n, k), inside ? (left < kSegGroups ? left : kSegGroups) : 0};
+  }
+
+  // One loader thread's block statistics of one stage: loads issued by fetch (two stages ahead of
+  // their use, so that their latency overlaps), turned into group scales by store.
   struct ScaleFetch {
-    long long first_block = 0;
-    long long flat0 = 0;
-    int groups = 0;  // valid groups of the segment (a prefix); the rest get scale 0
-    float absmax[kSegBlocks];
-    unsigned qabsmax[kSegBlocks];
+    float absmax[kSegBlocks];     // absmax, or absmax2 of the block with double quantization
+    unsigned qabsmax[kSegBlocks];  // double quantization only
 
     __device__ void fetch(const ForwardParams& p, const OutputTile& t, int kb) {
-      groups = 0;
-#pragma unroll
-      for (int j = 0; j < kSegBlocks; ++j) {  // what store() reads for rows without groups
-        absmax[j] = 0.f;
-        qabsmax[j] = 0;
-      }
-      if (threadIdx.x >= kScaleThreads) return;
-      int n, k;
-      if constexpr (kKContig) {
-        n = t.n0 + threadIdx.x;
-        k = kb * BK;
-        const int left = (K - k) / 8;
-        groups = n < N ? (left < kSegGroups ? left : kSegGroups) : 0;
-      } else {
-        n = t.n0 + (threadIdx.x & 1) * kSegValues;
-        k = kb * BK + (threadIdx.x >> 1);
-        const int left = (N - n) / 8;
-        groups = k < K && n < N ? (left < kSegGroups ? left : kSegGroups) : 0;
-      }
-      if (groups <= 0) {
-        groups = 0;
-        return;
-      }
-      flat0 = flat_index(t.expert, n, k);
-      first_block = flat0 >> kBlockShift;
-      const long long last_block = (flat0 + 8 * groups - 1) >> kBlockShift;
+      const Segment seg = segment(t, kb);
+      const long long first_block = seg.flat0 >> kBlockShift;
+      const long long last_block = (seg.flat0 + 8 * seg.groups - 1) >> kBlockShift;
 #pragma unroll
       for (int j = 0; j < kSegBlocks; ++j) {
+        absmax[j] = 0.f;
+        qabsmax[j] = 0;
+        if (seg.groups == 0) continue;
         const long long b = first_block + j <= last_block ? first_block + j : last_block;
         if constexpr (Cfg::kDoubleQuant) {
           qabsmax[j] = __ldg(static_cast<const unsigned char*>(p.absmax) + b);
@@ -224,8 +227,11 @@ struct ForwardRsKernel {
       }
     }
 
-    __device__ void store(char* w_area, const QuantTables* tables, float offset) const {
+    __device__ void store(const OutputTile& t, int kb, char* w_area, const QuantTables* tables,
+                          float offset) const {
       if (threadIdx.x >= kScaleThreads) return;
+      const Segment seg = segment(t, kb);
+      const long long first_block = seg.flat0 >> kBlockShift;
       float block_scale[kSegBlocks];
 #pragma unroll
       for (int j = 0; j < kSegBlocks; ++j)
@@ -235,16 +241,16 @@ struct ForwardRsKernel {
       float scale[kSegGroups];
 #pragma unroll
       for (int g = 0; g < kSegGroups; ++g) {
-        const int j = static_cast<int>(((flat0 + 8 * g) >> kBlockShift) - first_block);
+        const int j = static_cast<int>(((seg.flat0 + 8 * g) >> kBlockShift) - first_block);
         float v = block_scale[0];
 #pragma unroll
         for (int i = 1; i < kSegBlocks; ++i) v = j == i ? block_scale[i] : v;
-        scale[g] = g < groups ? v : 0.f;  // past K or N: zero weights
+        scale[g] = g < seg.groups ? v : 0.f;
       }
       if constexpr (kKContig) {
-        float* dst = reinterpret_cast<float*>(w_area + threadIdx.x * kWStride + 32);
-#pragma unroll
-        for (int g = 0; g < kSegGroups; ++g) dst[g] = scale[g];
+        float4* dst = reinterpret_cast<float4*>(w_area + threadIdx.x * kWStride + 32);
+        dst[0] = float4{scale[0], scale[1], scale[2], scale[3]};
+        dst[1] = float4{scale[4], scale[5], scale[6], scale[7]};
       } else {
         char* row = w_area + (threadIdx.x >> 1) * kWStride + (threadIdx.x & 1) * (BF / 2);
 #pragma unroll
@@ -307,15 +313,15 @@ struct ForwardRsKernel {
     const bool leader = threadIdx.x == 0;
     if (leader && Cfg::kGroupedIn) prefetch_tensor_map(&maps.x);
     const char* x = static_cast<const char*>(p.x);
-    int* src_rows = reinterpret_cast<int*>(smem + kSourceRowsOffset);
+    // Gathered x: the source rows of the 8 threads that copy rows x_row0 + 16 i, written by the
+    // first of them, contiguous so that each thread reads its rows in 16-byte loads.
+    int* src_rows = reinterpret_cast<int*>(smem + kSourceRowsOffset) + x_row0 * kRowsPerThread;
     RingPosition<STAGES> stage;
     RingPosition<2> inputs;
-    ScaleFetch scales;
+    ScaleFetch scales[2];  // k-blocks kb and kb + 1 (by kb's parity)
     for (long long linear = s.first; linear < s.linear_end; linear += s.stride) {
       OutputTile t;
       if (!tile_at(p, s, linear, t)) continue;
-      // Gathered x: the source rows, one per 8 threads (a warp's), in shared memory rather than
-      // registers, which the loader is short of.
       if constexpr (!Cfg::kGroupedIn) {
         __syncwarp();  // the previous tile's rows are read
         if (x_chunk == 0)
@@ -323,13 +329,15 @@ struct ForwardRsKernel {
           for (int i = 0; i < kRowsPerThread; ++i) {
             long long row_src, dst;
             row_ends(p, t, x_row0 + 16 * i, row_src, dst);
-            src_rows[x_row0 + 16 * i] = static_cast<int>(row_src);
+            src_rows[i] = static_cast<int>(row_src);
           }
         __syncwarp();
       }
-      scales.fetch(p, t, 0);
+      scales[0].fetch(p, t, 0);
+      if (KB > 1) scales[1].fetch(p, t, 1);
       constexpr int kInputsAfter = (STAGES < KB ? STAGES : KB) - 1;
-      for (int kb = 0; kb < KB; ++kb) {
+      auto fill = [&](auto buffer, int kb) {
+        constexpr int kBuf = decltype(buffer)::value;
         mbarrier_wait(bars.empty(stage.slot), stage.phase ^ 1);
         char* st = smem + stage.slot * kStageBytes;
         const unsigned full = bars.full(stage.slot);
@@ -341,23 +349,26 @@ struct ForwardRsKernel {
             tma_load_3d(smem_addr(st), &maps.x, full, kb * BK, static_cast<int>(t.row_begin), 0);
         }
         if constexpr (!Cfg::kGroupedIn) {
+          int src[kRowsPerThread];  // read before the copies, which the compiler cannot cross
+#pragma unroll
+          for (int i = 0; i < kRowsPerThread; i += 4)
+            *reinterpret_cast<int4*>(&src[i]) = *reinterpret_cast<const int4*>(&src_rows[i]);
           const int k = kb * BK + x_chunk * 8;
 #pragma unroll
           for (int i = 0; i < kRowsPerThread; ++i) {
-            const int src = src_rows[x_row0 + 16 * i];
-            const bool valid = src >= 0 && k < K;
+            const bool valid = src[i] >= 0 && k < K;
             cp_async_16(st + SwizzledTile<BR, 8>::chunk_offset(x_row0 + 16 * i, x_chunk) * 16,
-                        valid ? x + (static_cast<long long>(src) * K + k) * 2 : x, valid);
+                        valid ? x + (static_cast<long long>(src[i]) * K + k) * 2 : x, valid);
           }
         }
         copy_packed(p, t, kb, st + kXBytes);
-        scales.store(st + kXBytes, tables, p.offset);
+        scales[kBuf].store(t, kb, st + kXBytes, tables, p.offset);
         cp_async_mbarrier_arrive(full);
         // The scales are plain stores: each warp's are released by its lane 0 after the warp
         // has converged on them.
         __syncwarp();
         if ((threadIdx.x & 31) == 0) mbarrier_arrive(full);
-        if (kb + 1 < KB) scales.fetch(p, t, kb + 1);
+        if (kb + 2 < KB) scales[kBuf].fetch(p, t, kb + 2);
         stage.advance();
         if (kb == kInputsAfter) {
           mbarrier_wait(bars.inputs_empty(inputs.slot), inputs.phase ^ 1);
@@ -365,6 +376,10 @@ struct ForwardRsKernel {
                        bars.inputs_full(inputs.slot));
           inputs.advance();
         }
+      };
+      for (int kb = 0; kb < KB; kb += 2) {
+        fill(IntConstant<0>{}, kb);
+        if (kb + 1 < KB) fill(IntConstant<1>{}, kb + 1);
       }
     }
     cp_async_wait<0>();  // no copy outlives its thread

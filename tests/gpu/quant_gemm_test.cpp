@@ -156,7 +156,8 @@ TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
   }
   for (const int block_m : {128, 256}) {
     for (const QuantCase& c : cases)
-      EXPECT_NO_THROW(compile_candidates(c.spec, {rs_config(block_m)}, "sm_90a", 227 * 1024,
+      if (block_m == 128 || c.spec.rank <= 32)
+        EXPECT_NO_THROW(compile_candidates(c.spec, {rs_config(block_m)}, "sm_90a", 227 * 1024,
                                          "test", 1))
           << c.describe();
     for (const ModelPreset& preset : model_presets())
@@ -493,13 +494,16 @@ TEST(QuantGemm, TmaKernelMatchesReference) {
 }
 
 // The register-operand nf4 kernel on its cases, forward and dX pinned by offline cache entries
-// (block_m 256, and 128 for the second half of the cases).
+// (block_m 256 for the first half of the cases, 128 for the rest and for rank 64).
 TEST(QuantGemm, RsKernelMatchesReference) {
   MOEJIT_SKIP_WITHOUT_GPU();
   if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
     GTEST_SKIP() << "the register-operand kernel needs sm_90a; this device is " << arch;
   const std::vector<QuantCase> cases = rs_cases();
-  auto config_of = [&](std::size_t i) { return rs_config(i < cases.size() / 2 ? 256 : 128); };
+  // Rank 64's fp32 x * A^T tiles fit the shared memory only with 128-row tiles.
+  auto config_of = [&](std::size_t i) {
+    return rs_config(i < cases.size() / 2 && cases[i].spec.rank <= 32 ? 256 : 128);
+  };
   run_cases(
       cases, 1,
       [&](const std::filesystem::path& dir) {
