@@ -142,6 +142,13 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
     const std::vector<TileConfig> tma = tma_candidates(spec, arch);
     out.insert(out.end(), tma.begin(), tma.end());
   };
+  if (wgmma_supported(spec, arch) && rs_serves(spec)) {
+    // nf4 on Hopper: the register-operand kernel, measured 1.7-2.5x faster forward+backward than
+    // the mma.sync default on every preset projection (bench/NOTES.md, v6), and the reference.
+    out = rs_candidates(spec, arch);
+    out.push_back(reference_config(spec, arch));
+    return out;
+  }
   if (wgmma_supported(spec, arch) && !quantized) {
     // Hopper with 16-bit weights: every tuned forward and dX of the v5b H100 run picked a TMA
     // tile (bench/results), so the other tiles are not worth their compile time there.
@@ -164,21 +171,6 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
   if (wgmma_supported(spec, arch)) {
     add_wgmma();
     add_tma();
-    // nf4: the register-operand kernel, whose accumulating threads decode their own A fragments.
-    if (rs_serves(spec))
-      for (int bm : {256, 128})
-        for (int stages : {3, 4}) {
-          const TileConfig c{.block_m = bm,
-                             .block_n = 128,
-                             .block_k = 64,
-                             .warps_m = 8,
-                             .warps_n = 1,
-                             .stages = stages,
-                             .wgmma = true,
-                             .tma = true,
-                             .rs = true};
-          if (dynamic_smem_bytes(spec, c) <= untuned_smem_limit(arch)) out.push_back(c);
-        }
   }
   return out;
 }
@@ -193,6 +185,27 @@ bool tma_tile_serves(const ProjectionSpec& spec, const TileConfig& c, const std:
 }
 
 }  // namespace
+
+std::vector<TileConfig> rs_candidates(const ProjectionSpec& spec, const std::string& arch) {
+  if (!wgmma_supported(spec, arch) || !rs_serves(spec)) return {};
+  // 256-row tiles halve the decoding per product but hold only 3-4 stages; 128-row tiles hold
+  // up to 7, to cover the gathered rows' latency.
+  std::vector<TileConfig> out;
+  for (const auto& [bm, stages] : {std::pair{256, 4}, {256, 3}, {128, 7}, {128, 6}, {128, 5},
+                                   {128, 4}}) {
+    const TileConfig c{.block_m = bm,
+                       .block_n = 128,
+                       .block_k = 64,
+                       .warps_m = 8,
+                       .warps_n = 1,
+                       .stages = stages,
+                       .wgmma = true,
+                       .tma = true,
+                       .rs = true};
+    if (dynamic_smem_bytes(spec, c) <= untuned_smem_limit(arch)) out.push_back(c);
+  }
+  return out;
+}
 
 std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::string& arch) {
   // Quantized weights: the TMA kernel decoding them in its accumulating warpgroups (v5c) was
@@ -215,6 +228,7 @@ TileConfig default_config(const ProjectionSpec& spec, const std::string& arch) {
   // Hopper with 16-bit weights: the TMA tile that tuning picked most often in the v5b H100 run,
   // else the first narrower or shallower one that serves (tma_tile_serves; r = 64 needs block_n
   // 128). Where no 128-row tile fits (r > 64) the reference serves.
+  if (const std::vector<TileConfig> rs = rs_candidates(spec, arch); !rs.empty()) return rs.front();
   if (wgmma_supported(spec, arch) && !is_quantized(spec.weights))
     for (const TileConfig c : {TileConfig{128, 256, 64, 8, 1, 4, true, true},
                                TileConfig{128, 256, 64, 8, 1, 3, true, true},

@@ -22,6 +22,10 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec,
 // The warp-specialized TMA kernel's configs for `spec` on `arch` (empty where it cannot serve):
 // block_m 128 or 64, block_n 256 or 128, 3 to 6 stages within Hopper's shared memory; none yet for
 // quantized weights (see tuner.cpp). Part of candidate_configs on sm_90a.
+// The register-operand kernel's tiles for an nf4 spec on sm_90a that fit the untuned shared-memory
+// limit (empty when it cannot serve spec), the default first.
+std::vector<TileConfig> rs_candidates(const ProjectionSpec& spec, const std::string& arch);
+
 std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::string& arch);
 // The config used without tuning on `arch`: the measured best where one is known (the TMA kernel
 // on Hopper with 16-bit weights), else reference_config.

@@ -125,9 +125,21 @@ TEST(DefaultConfig, TmaOnHopperWithSixteenBitWeightsReferenceNeverTma) {
       } else {
         EXPECT_EQ(config, reference) << arch << " " << spec.describe();
       }
+      // nf4: the register-operand kernel where it serves (sm_90a), else the reference; the
+      // reference is never it and is always a candidate.
       spec.weights = WeightFormat::nf4;
-      EXPECT_EQ(default_config(spec, arch), reference_config(spec, arch))
+      spec.quant_blocksize = 64;
+      const std::vector<TileConfig> rs = rs_candidates(spec, arch);
+      EXPECT_EQ(!rs.empty(), arch == "sm_90a" && rs_serves(spec)) << spec.describe();
+      EXPECT_EQ(default_config(spec, arch), rs.empty() ? reference_config(spec, arch) : rs.front())
           << "quantized weights: " << arch << " " << spec.describe();
+      EXPECT_FALSE(reference_config(spec, arch).rs) << spec.describe();
+      if (!rs.empty()) {
+        const auto nf4_candidates = candidate_configs(spec, arch);
+        EXPECT_NE(std::ranges::find(nf4_candidates, reference_config(spec, arch)),
+                  nf4_candidates.end())
+            << spec.describe();
+      }
     }
 }
 
