@@ -72,8 +72,8 @@ struct ForwardRsKernel {
   static constexpr int kBlockShift = log2_exact(kBlocksize);
   // Registers per thread after reallocation, within what the CTA holds at launch (ptxas gives a
   // 384-thread CTA 168 each, a 256-thread one 232).
-  static constexpr int kLoaderRegisters = 80;
-  static constexpr int kConsumerRegisters = kConsumers == 1 ? 240 : 208;
+  static constexpr int kLoaderRegisters = 88;
+  static constexpr int kConsumerRegisters = kConsumers == 1 ? 240 : 200;
   static_assert(128 * kLoaderRegisters + kConsumerThreads * kConsumerRegisters <=
                     (kConsumers == 1 ? 256 * 232 : 384 * 168),
                 "register reallocation beyond the launch allocation");
