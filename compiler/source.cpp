@@ -224,6 +224,11 @@ RsPrologue rs_prologue(const ProjectionSpec& spec) {
   out.spec.weights = spec.act == DType::fp16 ? WeightFormat::fp16 : WeightFormat::bf16;
   out.spec.quant_blocksize = 0;
   out.spec.double_quant = false;
+  // It computes x * A^T only, in column tile 0: with 8 output features its grid is the row tiles
+  // alone, not one CTA per column tile that exits at once (forward.cuh still reads B_e's first
+  // columns, within its bounds, and never uses them).
+  (spec.op == OpKind::forward ? out.spec.out_features : out.spec.in_features) = 8;
+  out.spec.has_bias = false;
   return out;
 }
 

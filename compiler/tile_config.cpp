@@ -24,7 +24,8 @@ void TileConfig::validate() const {
     fail("cluster_m of 1, or 2 with tma and block_n 128 or 256");
   if (rs) {
     if (!wgmma || !tma) fail("rs: wgmma and tma set as well");
-    if (block_m != 128 && block_m != 256) fail("rs: block_m (rows) of 128 or 256");
+    if (block_m != 128 && block_m != 192 && block_m != 256)
+      fail("rs: block_m (rows) of 128, 192 or 256");
     if (block_n != 64 && block_n != 128) fail("rs: block_n (features) of 64 or 128");
     if (block_k != 64) fail("rs: block_k of 64");
     if (warps_m != block_n / 16 || warps_n != 1) fail("rs: warps_m = block_n / 16, warps_n = 1");

@@ -84,7 +84,7 @@ struct ForwardRsKernel {
   static_assert(Cfg::kBlockK == 64, "64-element k slices");
   static_assert(IsSame<typename Cfg::Lora, Act>::value && IsSame<LoraB, Act>::value,
                 "the sm90 kernels need lora dtype == act");
-  static_assert(BR == 128 || BR == 256, "block_m (rows, wgmma's N) of 128 or 256");
+  static_assert(BR == 128 || BR == 192 || BR == 256, "block_m (rows, wgmma's N) of 128, 192 or 256");
   static_assert(BF == 64 || BF == 128, "block_n (features) of one or two warpgroups of 64");
   static_assert(STAGES >= 2, "at least two stages");
   static_assert(RP <= 64, "rank up to 64 (the epilogue's B_e fragments live in registers)");
@@ -290,7 +290,8 @@ struct ForwardRsKernel {
                                       unsigned full) {
     long long* dst_rows = reinterpret_cast<long long*>(inputs + kXaBytes);
 #pragma unroll
-    for (int i = 0; i < BR / 128; ++i) {
+    for (int i = 0; i < (BR + 127) / 128; ++i) {
+      if (threadIdx.x + 128 * i >= BR) break;
       long long src, dst;
       row_ends(p, t, threadIdx.x + 128 * i, src, dst);
       dst_rows[threadIdx.x + 128 * i] = dst;
