@@ -231,8 +231,7 @@ struct ForwardRsKernel {
                           float offset) const {
       if (threadIdx.x >= kScaleThreads) return;
       const Segment seg = segment(t, kb);
-      // flat0's offset in its block: the groups' block indices relative to the first, in 32 bits.
-      const unsigned in_block = static_cast<unsigned>(seg.flat0) & (kBlocksize - 1);
+      const long long first_block = seg.flat0 >> kBlockShift;
       float block_scale[kSegBlocks];
 #pragma unroll
       for (int j = 0; j < kSegBlocks; ++j)
@@ -242,7 +241,7 @@ struct ForwardRsKernel {
       float scale[kSegGroups];
 #pragma unroll
       for (int g = 0; g < kSegGroups; ++g) {
-        const int j = static_cast<int>((in_block + 8 * g) >> kBlockShift);
+        const int j = static_cast<int>(((seg.flat0 + 8 * g) >> kBlockShift) - first_block);
         float v = block_scale[0];
 #pragma unroll
         for (int i = 1; i < kSegBlocks; ++i) v = j == i ? block_scale[i] : v;
@@ -355,16 +354,13 @@ struct ForwardRsKernel {
 #pragma unroll
           for (int i = 0; i < kRowsPerThread; i += 4)
             *reinterpret_cast<int4*>(&src[i]) = *reinterpret_cast<const int4*>(&src_rows[i]);
-          // Few instructions per row: the loader's issue rate limits these kernels (measured: 16
-          // more per stage cost the gate_up projections 25%, bench/NOTES.md v6).
           const int k = kb * BK + x_chunk * 8;
-          const char* xk = x + k * 2;
-          const bool k_inside = k < K;
 #pragma unroll
-          for (int i = 0; i < kRowsPerThread; ++i)
+          for (int i = 0; i < kRowsPerThread; ++i) {
+            const bool valid = src[i] >= 0 && k < K;
             cp_async_16(st + SwizzledTile<BR, 8>::chunk_offset(x_row0 + 16 * i, x_chunk) * 16,
-                        xk + static_cast<long long>(src[i] > 0 ? src[i] : 0) * (K * 2),
-                        k_inside && src[i] >= 0);
+                        valid ? x + (static_cast<long long>(src[i]) * K + k) * 2 : x, valid);
+          }
         }
         copy_packed(p, t, kb, st + kXBytes);
         scales[kBuf].store(t, kb, st + kXBytes, tables, p.offset);
