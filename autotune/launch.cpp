@@ -50,10 +50,10 @@ KernelHandle load_kernel(const cuda::Module& module, const std::string& lowered_
     const RsPrologue prologue = rs_prologue(spec);
     kernel.prologue = module.function(kRsPrologueName);
     kernel.prologue_smem = dynamic_smem_bytes(prologue.spec, prologue.config);
-    cuda::check(cuda::api().cuFuncSetAttribute(kernel.prologue,
-                                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                               kernel.prologue_smem),
-                "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, rs prologue)");
+    cuda::check(
+        cuda::api().cuFuncSetAttribute(
+            kernel.prologue, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel.prologue_smem),
+        "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, rs prologue)");
   }
   prepare_kernel(kernel);
   return kernel;

@@ -130,11 +130,12 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
   out.source = gemm_stub(spec, c, "Config");
-  out.name_expression = c.rs             ? "moejit::moe_lora_forward_sm90_rs<moejit_cfg::Config>"
-                        : c.cluster_m == 2 ? "moejit::moe_lora_forward_sm90_tma_cluster2<moejit_cfg::Config>"
-                        : c.tma            ? "moejit::moe_lora_forward_sm90_tma<moejit_cfg::Config>"
-                        : c.wgmma          ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
-                                           : "moejit::moe_lora_forward<moejit_cfg::Config>";
+  out.name_expression = c.rs ? "moejit::moe_lora_forward_sm90_rs<moejit_cfg::Config>"
+                        : c.cluster_m == 2
+                            ? "moejit::moe_lora_forward_sm90_tma_cluster2<moejit_cfg::Config>"
+                        : c.tma   ? "moejit::moe_lora_forward_sm90_tma<moejit_cfg::Config>"
+                        : c.wgmma ? "moejit::moe_lora_forward_sm90<moejit_cfg::Config>"
+                                  : "moejit::moe_lora_forward<moejit_cfg::Config>";
   if (c.rs) {  // the prologue kernel, by a name that needs no lowering
     const RsPrologue prologue = rs_prologue(spec);
     out.source += gemm_stub(prologue.spec, prologue.config, "XaConfig");
@@ -246,8 +247,8 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
                    // gathered source rows, tile starts (templates/moejit/forward_sm90_rs.cuh)
         const int weight_slice = v.in_out ? 64 * (c.block_n + 16) : c.block_n * 80;
         return 1024 + c.stages * (c.block_m * 128 + weight_slice) +
-               2 * (c.block_m * spec.rank * 4 + c.block_m * 8) + c.block_n / 64 * 4096 + (2 * c.stages + 4) * 8 + (16 + 256) * 4 + c.block_m * 4 +
-               (spec.experts + 1) * 8;
+               2 * (c.block_m * spec.rank * 4 + c.block_m * 8) + c.block_n / 64 * 4096 +
+               (2 * c.stages + 4) * 8 + (16 + 256) * 4 + c.block_m * 4 + (spec.experts + 1) * 8;
       }
       if (c.tma)  // stages, two buffers of B_e and destination rows, x*A^T, barriers, nf4 tables,
                   // tile starts

@@ -78,9 +78,11 @@ TileConfig parse_tile_config(const std::string& name) {
 }
 
 void to_json(nlohmann::json& j, const TileConfig& c) {
-  j = nlohmann::json{{"block_m", c.block_m}, {"block_n", c.block_n}, {"block_k", c.block_k},
-                     {"warps_m", c.warps_m}, {"warps_n", c.warps_n}, {"stages", c.stages},
-                     {"wgmma", c.wgmma},     {"tma", c.tma},         {"cluster_m", c.cluster_m}, {"rs", c.rs}};
+  j = nlohmann::json{{"block_m", c.block_m},     {"block_n", c.block_n},
+                     {"block_k", c.block_k},     {"warps_m", c.warps_m},
+                     {"warps_n", c.warps_n},     {"stages", c.stages},
+                     {"wgmma", c.wgmma},         {"tma", c.tma},
+                     {"cluster_m", c.cluster_m}, {"rs", c.rs}};
 }
 
 void from_json(const nlohmann::json& j, TileConfig& c) {

@@ -46,9 +46,9 @@ __device__ void count_row_tiles(const ForwardParams& p, long long* tile_start) {
 // The expert owning row tile `row_tile` of that schedule and its row range [begin, end) (end
 // clamped to p.rows, so that no routing array is read past its end); false past the last tile.
 template <int E, class Index>
-__device__ __forceinline__ bool locate_row_tile(const ForwardParams& p,
-                                                const long long* tile_start, long long row_tile,
-                                                int& expert, long long& begin, long long& end) {
+__device__ __forceinline__ bool locate_row_tile(const ForwardParams& p, const long long* tile_start,
+                                                long long row_tile, int& expert, long long& begin,
+                                                long long& end) {
   if (row_tile >= tile_start[E]) return false;
   int lo = 0, hi = E - 1;  // the last expert whose first tile is at or before row_tile
   while (lo < hi) {

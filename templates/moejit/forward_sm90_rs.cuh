@@ -84,7 +84,8 @@ struct ForwardRsKernel {
   static_assert(Cfg::kBlockK == 64, "64-element k slices");
   static_assert(IsSame<typename Cfg::Lora, Act>::value && IsSame<LoraB, Act>::value,
                 "the sm90 kernels need lora dtype == act");
-  static_assert(BR == 128 || BR == 192 || BR == 256, "block_m (rows, wgmma's N) of 128, 192 or 256");
+  static_assert(BR == 128 || BR == 192 || BR == 256,
+                "block_m (rows, wgmma's N) of 128, 192 or 256");
   static_assert(BF == 64 || BF == 128, "block_n (features) of one or two warpgroups of 64");
   static_assert(STAGES >= 2, "at least two stages");
   static_assert(RP <= 64, "rank up to 64 (the epilogue's B_e fragments live in registers)");
@@ -109,7 +110,7 @@ struct ForwardRsKernel {
   // full[STAGES], empty[STAGES], inputs_full[2], inputs_empty[2]
   static constexpr int kTablesOffset = kBarriersOffset + (2 * STAGES + 4) * 8;
   static constexpr int kSourceRowsOffset = kTablesOffset + static_cast<int>(sizeof(QuantTables));
-  static constexpr int kTileStartOffset = kSourceRowsOffset + BR * 4;  // gathered x rows, int
+  static constexpr int kTileStartOffset = kSourceRowsOffset + BR * 4;       // gathered x rows, int
   static constexpr int kSmemBytes = 1024 + kTileStartOffset + (E + 1) * 8;  // 1024: alignment
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
@@ -205,7 +206,7 @@ struct ForwardRsKernel {
   // One loader thread's block statistics of one stage: loads issued by fetch (two stages ahead of
   // their use, so that their latency overlaps), turned into group scales by store.
   struct ScaleFetch {
-    float absmax[kSegBlocks];     // absmax, or absmax2 of the block with double quantization
+    float absmax[kSegBlocks];      // absmax, or absmax2 of the block with double quantization
     unsigned qabsmax[kSegBlocks];  // double quantization only
 
     __device__ void fetch(const ForwardParams& p, const OutputTile& t, int kb) {
@@ -427,9 +428,9 @@ struct ForwardRsKernel {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int lo = (i >> 1) * 2, hi = lo + 1, word = i & 1;
-          a[kk][i] = pack2<Act>(
-              value((c[lo][word] >> shift) & 15u, __uint_as_float(c[lo][2 + word])),
-              value((c[hi][word] >> shift) & 15u, __uint_as_float(c[hi][2 + word])));
+          a[kk][i] =
+              pack2<Act>(value((c[lo][word] >> shift) & 15u, __uint_as_float(c[lo][2 + word])),
+                         value((c[hi][word] >> shift) & 15u, __uint_as_float(c[hi][2 + word])));
         }
       }
     }
@@ -458,12 +459,14 @@ struct ForwardRsKernel {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int o = t.n0 + f0 + g + 8 * (i & 1), j = kq * 16 + 2 * q + 8 * (i >> 1);
-          const float lo = o < N && j < R ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(
-                                                t.expert, o, j)])
-                                          : 0.f;
-          const float hi = o < N && j + 1 < R ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N,
-                                                                              R>(t.expert, o, j + 1)])
-                                              : 0.f;
+          const float lo =
+              o < N && j < R
+                  ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j)])
+                  : 0.f;
+          const float hi =
+              o < N && j + 1 < R
+                  ? to_float(lora_b[lora_b_index<Cfg::kBStorage, E, N, R>(t.expert, o, j + 1)])
+                  : 0.f;
           b_frag[kq][i] = pack2<Act>(lo, hi);
         }
       float bias_of[2] = {0.f, 0.f};
@@ -537,7 +540,9 @@ struct ForwardRsKernel {
       // Bias, rounding, and 32 rows at a time through the warp's slice (32 rows x 16 features;
       // rows 4-7 of each 8 swap their 16-byte halves so the 16-bit writes spread over the banks),
       // then one 32-byte row part per lane: two 16-byte stores.
-      auto slice_offset = [](int row, int half) { return row * 32 + ((half ^ (row >> 2)) & 1) * 16; };
+      auto slice_offset = [](int row, int half) {
+        return row * 32 + ((half ^ (row >> 2)) & 1) * 16;
+      };
       // N as an opaque value: with N a power of two ptxas hoisted every chunk's row address out
       // of the loop below and spilled (measured: 300 bytes at N = 2048).
       int row_stride = N;

@@ -15,7 +15,7 @@ struct ForwardParams {
   // [T*k, N] act dtype; null: only xa_out is written (w and the quantization arrays must still
   // be valid: the sm90 kernels run column tile 0's base product then and drop it)
   void* y;
-  float* xa_out;   // optional [T*k, r] fp32: x * A^T per grouped row (unscaled)
+  float* xa_out;  // optional [T*k, r] fp32: x * A^T per grouped row (unscaled)
   // The register-operand kernel (forward_sm90_rs.cuh) reads x * A^T here instead, [T*k, r] fp32
   // written by its prologue kernel; unused by the other kernels.
   const float* xa_in;

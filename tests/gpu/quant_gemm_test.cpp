@@ -117,7 +117,8 @@ std::vector<QuantCase> rs_cases() {
       {64, false, out_in, bf16, 16, 4, 224, 352, 12, 800, RoutingKind::sparse, true, true, false},
       {32, true, in_out, fp16, 3, 2, 96, 160, 16, 400, RoutingKind::uniform, false, false, false},
       {64, true, out_in, bf16, 4, 2, 544, 1056, 16, 3000, RoutingKind::skewed, false, false, false},
-      {128, false, in_out, bf16, 4, 2, 288, 1024, 16, 3000, RoutingKind::skewed, false, false, true},
+      {128, false, in_out, bf16, 4, 2, 288, 1024, 16, 3000, RoutingKind::skewed, false, false,
+       true},
   };
   std::vector<QuantCase> out;
   std::uint64_t seed = 0x55AA10;
@@ -151,15 +152,20 @@ TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
   const std::vector<QuantCase> cases = rs_cases();
   for (const QuantCase& c : cases) {
     ASSERT_TRUE(rs_serves(c.spec)) << c.describe();
-    for (const ProjectionSpec& op : backward_ops(c.spec))
-      if (op.op == OpKind::backward_dx) ASSERT_TRUE(rs_serves(op)) << c.describe();
+    for (const ProjectionSpec& op : backward_ops(c.spec)) {
+      if (op.op == OpKind::backward_dx) {
+        ASSERT_TRUE(rs_serves(op)) << c.describe();
+      }
+    }
   }
   for (const int block_m : {128, 192, 256}) {
-    for (const QuantCase& c : cases)
-      if (block_m == 128 || c.spec.rank <= 32)
-        EXPECT_NO_THROW(compile_candidates(c.spec, {rs_config(block_m)}, "sm_90a", 227 * 1024,
-                                         "test", 1))
-          << c.describe();
+    for (const QuantCase& c : cases) {
+      if (block_m == 128 || c.spec.rank <= 32) {
+        EXPECT_NO_THROW(
+            compile_candidates(c.spec, {rs_config(block_m)}, "sm_90a", 227 * 1024, "test", 1))
+            << c.describe();
+      }
+    }
     for (const ModelPreset& preset : model_presets())
       for (const Projection proj : {Projection::gate_up, Projection::down}) {
         ProjectionSpec spec = projection_spec(preset, proj, 16);
@@ -167,8 +173,7 @@ TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
         spec.quant_blocksize = 64;
         for (const bool dq : {false, true}) {
           spec.double_quant = dq;
-          EXPECT_EQ(compile_candidates(spec, {rs_config(block_m)}, "sm_90a", 227 * 1024,
-                                       "test")[0]
+          EXPECT_EQ(compile_candidates(spec, {rs_config(block_m)}, "sm_90a", 227 * 1024, "test")[0]
                         .pruned,
                     "")
               << spec.describe();
@@ -518,8 +523,11 @@ TEST(QuantGemm, RsKernelMatchesReference) {
         }
       },
       [&](const std::filesystem::path& dir) {  // the GEMMs really ran the pinned kernel
-        for (const CacheEntry& e : CacheStore(worker_cache(dir, 0)).list())
-          if (family_of(e.key.spec.op) == KernelFamily::gemm) EXPECT_TRUE(e.config.rs);
+        for (const CacheEntry& e : CacheStore(worker_cache(dir, 0)).list()) {
+          if (family_of(e.key.spec.op) == KernelFamily::gemm) {
+            EXPECT_TRUE(e.config.rs) << e.key.spec.describe();
+          }
+        }
       });
 }
 
