@@ -65,6 +65,43 @@ __device__ __forceinline__ bool locate_row_tile(const ForwardParams& p, const lo
   return true;
 }
 
+// The persistent kernels' mbarriers, 8 bytes each from `base`: full[STAGES], empty[STAGES] (the
+// pipeline stages), then inputs_full[2], inputs_empty[2] (the per-tile epilogue inputs).
+template <int STAGES>
+struct PipelineBarriers {
+  unsigned base;
+  __device__ unsigned full(int s) const { return base + 8 * s; }
+  __device__ unsigned empty(int s) const { return base + 8 * (STAGES + s); }
+  __device__ unsigned inputs_full(int b) const { return base + 8 * (2 * STAGES + b); }
+  __device__ unsigned inputs_empty(int b) const { return base + 8 * (2 * STAGES + 2 + b); }
+};
+
+// A position in a ring of barriers: the slot and the parity of its current phase.
+template <int kSlots>
+struct RingPosition {
+  int slot = 0;
+  unsigned phase = 0;
+  __device__ void advance() {
+    if (++slot == kSlots) {
+      slot = 0;
+      phase ^= 1;
+    }
+  }
+};
+
+// The source (x row) and destination (y row) of row `my_row` of tile t; -1 past its rows.
+template <class Cfg>
+__device__ __forceinline__ void tile_row_ends(const ForwardParams& p, const OutputTile& t,
+                                              int my_row, long long& src, long long& dst) {
+  src = dst = -1;
+  if (my_row < t.rows) {
+    const long long row = t.row_begin + my_row;
+    const long long slot = load_index<typename Cfg::Index>(p.scattered_idxs, row);
+    src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
+    dst = Cfg::kGroupedOut ? row : slot;
+  }
+}
+
 // The tile chunk, flat weight index and row length of quantized chunk c of k-block kb of a
 // BN-column weight tile in the layouts wgmma reads: K-major rows of 128 bytes (out_in), or blocks
 // of 64 n, each 64 rows (one per k) of 128 bytes (in_out, read transposed). Shared by both sm90

@@ -122,25 +122,7 @@ struct ForwardRsKernel {
   static constexpr int kSegBlocks = (kSegValues + kBlocksize - 1) / kBlocksize + 1;
   static constexpr int kScaleThreads = kKContig ? BF : 2 * BK;
 
-  struct Barriers {
-    unsigned base;
-    __device__ unsigned full(int s) const { return base + 8 * s; }
-    __device__ unsigned empty(int s) const { return base + 8 * (STAGES + s); }
-    __device__ unsigned inputs_full(int b) const { return base + 8 * (2 * STAGES + b); }
-    __device__ unsigned inputs_empty(int b) const { return base + 8 * (2 * STAGES + 2 + b); }
-  };
-
-  template <int kSlots>
-  struct RingPosition {
-    int slot = 0;
-    unsigned phase = 0;
-    __device__ void advance() {
-      if (++slot == kSlots) {
-        slot = 0;
-        phase ^= 1;
-      }
-    }
-  };
+  using Barriers = PipelineBarriers<STAGES>;
 
   struct Schedule {
     const long long* tile_start;  // [E + 1] first row tile of each expert, then the total
@@ -159,17 +141,6 @@ struct ForwardRsKernel {
     const long long row_end = t.row_begin + BR < end ? t.row_begin + BR : end;
     t.rows = static_cast<int>(row_end - t.row_begin);
     return t.rows > 0;
-  }
-
-  __device__ static void row_ends(const ForwardParams& p, const OutputTile& t, int my_row,
-                                  long long& src, long long& dst) {
-    src = dst = -1;
-    if (my_row < t.rows) {
-      const long long row = t.row_begin + my_row;
-      const long long slot = load_index<Index>(p.scattered_idxs, row);
-      src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
-      dst = Cfg::kGroupedOut ? row : slot;
-    }
   }
 
   // Flat index of weight element (feature n, reduction index k) of expert e.
@@ -294,7 +265,7 @@ struct ForwardRsKernel {
     for (int i = 0; i < (BR + 127) / 128; ++i) {
       if (threadIdx.x + 128 * i >= BR) break;
       long long src, dst;
-      row_ends(p, t, threadIdx.x + 128 * i, src, dst);
+      tile_row_ends<Cfg>(p, t, threadIdx.x + 128 * i, src, dst);
       dst_rows[threadIdx.x + 128 * i] = dst;
     }
     if (threadIdx.x == 0) {
@@ -330,7 +301,7 @@ struct ForwardRsKernel {
 #pragma unroll
           for (int i = 0; i < kRowsPerThread; ++i) {
             long long row_src, dst;
-            row_ends(p, t, x_row0 + 16 * i, row_src, dst);
+            tile_row_ends<Cfg>(p, t, x_row0 + 16 * i, row_src, dst);
             src_rows[i] = static_cast<int>(row_src);
           }
         __syncwarp();

@@ -227,27 +227,7 @@ struct ForwardTmaKernel {
   using WeightFetch = QuantWeightFetch<Cfg::kWeightFormat, Cfg::kQuantBlocksize, Cfg::kDoubleQuant,
                                        BN * 8, kConsumerThreads, 128>;
   static constexpr int kConsumerBarrier = 1;  // named barrier of the accumulating threads
-
-  struct Barriers {
-    unsigned base;
-    __device__ unsigned full(int s) const { return base + 8 * s; }
-    __device__ unsigned empty(int s) const { return base + 8 * (STAGES + s); }
-    __device__ unsigned inputs_full(int b) const { return base + 8 * (2 * STAGES + b); }
-    __device__ unsigned inputs_empty(int b) const { return base + 8 * (2 * STAGES + 2 + b); }
-  };
-
-  // A position in a ring of barriers: the slot and the parity of its current phase.
-  template <int kSlots>
-  struct RingPosition {
-    int slot = 0;
-    unsigned phase = 0;
-    __device__ void advance() {
-      if (++slot == kSlots) {
-        slot = 0;
-        phase ^= 1;
-      }
-    }
-  };
+  using Barriers = PipelineBarriers<STAGES>;
 
   // The tiles of the whole grid, visited in the same order by every role of a CTA.
   struct Schedule {
@@ -277,20 +257,10 @@ struct ForwardTmaKernel {
     return true;
   }
 
-  // The source (x row) and destination (y row) of row `my_row` of tile t; -1 past its rows.
-  __device__ static void row_ends(const ForwardParams& p, const OutputTile& t, int my_row,
-                                  long long& src, long long& dst) {
-    src = dst = -1;
-    if (my_row < t.rows) {
-      const long long row = t.row_begin + my_row;
-      const long long slot = load_index<Index>(p.scattered_idxs, row);
-      src = Cfg::kGroupedIn ? row : slot / Cfg::kGatherDiv;
-      dst = Cfg::kGroupedOut ? row : slot;
-    }
-  }
+  // The x row of row `row` of tile t; -1 past its rows.
   __device__ static long long source_row(const ForwardParams& p, const OutputTile& t, int row) {
     long long src, dst;
-    row_ends(p, t, row, src, dst);
+    tile_row_ends<Cfg>(p, t, row, src, dst);
     return src;
   }
 
@@ -368,7 +338,7 @@ struct ForwardTmaKernel {
       // rows are looked up then rather than held in registers across the stages.)
       auto stage_epilogue_inputs = [&] {
         long long unused_src, dst;
-        row_ends(p, t, my_row, unused_src, dst);
+        tile_row_ends<Cfg>(p, t, my_row, unused_src, dst);
         mbarrier_wait(bars.inputs_empty(inputs.slot), inputs.phase ^ 1);
         stage_inputs(p, t, smem + kInputsOffset + inputs.slot * kInputsBytes, my_row, dst,
                      my_row < BM, base);
