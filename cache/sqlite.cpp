@@ -50,15 +50,32 @@ void harden(sqlite3* db) {
   sqlite3_exec(db, "PRAGMA cell_size_check=ON; PRAGMA mmap_size=0", nullptr, nullptr, nullptr);
 }
 
+// "file:<path>?immutable=1", with the characters that URIs give a meaning escaped.
+std::string immutable_uri(const std::filesystem::path& file) {
+  std::string uri = "file:";
+  for (const char c : std::filesystem::absolute(file).string()) {
+    if (c == '%' || c == '?' || c == '#')
+      uri += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+    else
+      uri += c;
+  }
+  return uri + "?immutable=1";
+}
+
 }  // namespace
 
 Database::Database(const std::filesystem::path& file, Access access, const std::string& name)
     : path_(name.empty() ? file : std::filesystem::path(name)) {
   sqlite3* raw = nullptr;
-  const int flags = SQLITE_OPEN_FULLMUTEX |
-                    (access == Access::read_only ? SQLITE_OPEN_READONLY
-                                                 : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  const int rc = sqlite3_open_v2(file.c_str(), &raw, flags, nullptr);
+  int flags = SQLITE_OPEN_FULLMUTEX;
+  std::string target = file.string();
+  if (access == Access::read_write) flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  if (access == Access::read_only) flags |= SQLITE_OPEN_READONLY;
+  if (access == Access::immutable) {
+    flags |= SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
+    target = immutable_uri(file);
+  }
+  const int rc = sqlite3_open_v2(target.c_str(), &raw, flags, nullptr);
   db_.reset(raw);  // owned even on failure: SQLite allocates a handle to carry the message
   if (rc != SQLITE_OK) fail(rc, "opening the database");
   sqlite3_extended_result_codes(raw, 1);
@@ -91,6 +108,8 @@ void Database::fail(int rc, std::string_view doing) const {
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_PROTOCOL)
     throw Busy(text);
   if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) throw Corrupt(text);
+  if (rc == SQLITE_READONLY_ROLLBACK) throw HotJournal(text);
+  if (rc == SQLITE_READONLY_CANTINIT || rc == SQLITE_READONLY_DIRECTORY) throw NoWalIndex(text);
   throw CacheError(text);
 }
 

@@ -31,9 +31,25 @@ class Corrupt : public CacheError {
   using CacheError::CacheError;
 };
 
+// A read-only connection cannot set up WAL's shared memory: no -shm file, in a directory it
+// cannot write.
+class NoWalIndex : public CacheError {
+ public:
+  using CacheError::CacheError;
+};
+
+// A read-only connection found a hot rollback journal (a writer stopped mid-transaction) that only
+// a connection allowed to write can roll back.
+class HotJournal : public CacheError {
+ public:
+  using CacheError::CacheError;
+};
+
 inline constexpr std::chrono::milliseconds kBusyTimeout{10000};
 
-enum class Access { read_write, read_only };
+// immutable: read-only, and SQLite takes no locks and needs no -shm file. Only for a file that
+// no process can be changing, e.g. in a directory that nobody can write.
+enum class Access { read_write, read_only, immutable };
 
 class Database;
 

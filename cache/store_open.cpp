@@ -103,11 +103,44 @@ OpenedDatabase open_in_memory(const std::filesystem::path& path, std::string fal
 }
 
 sqlite::Database copy_into_memory(const std::filesystem::path& path) {
-  const sqlite::Database source(path, sqlite::Access::read_only);
-  sqlite::Database copy(":memory:", sqlite::Access::read_write,
-                        fmt::format("in-memory copy of '{}'", path.string()));
-  sqlite::retry_while_busy([&] { sqlite::copy_database(source, copy); });
-  return copy;
+  const auto copy_from = [&](sqlite::Access access) {
+    const sqlite::Database source(path, access);
+    sqlite::Database copy(":memory:", sqlite::Access::read_write,
+                          fmt::format("in-memory copy of '{}'", path.string()));
+    sqlite::retry_while_busy([&] { sqlite::copy_database(source, copy); });
+    return copy;
+  };
+  const auto copy_once = [&] {
+    try {
+      return copy_from(sqlite::Access::read_only);
+    } catch (const sqlite::NoWalIndex& no_index) {
+      // A WAL-mode file in a directory this process cannot write. Without a -wal file the main
+      // file holds every committed page and nothing can be writing it, so reading it as
+      // immutable is exact; with one, its pages cannot be read without the index.
+      std::error_code error;
+      if (std::filesystem::file_size(path.string() + "-wal", error) > 0 && !error)
+        throw CacheError(
+            fmt::format("{}; its -wal file holds committed pages that cannot be read "
+                        "without write access to the directory",
+                        no_index.what()));
+      return copy_from(sqlite::Access::immutable);
+    }
+  };
+  try {
+    return copy_once();
+  } catch (const sqlite::HotJournal& hot) {
+    // A process killed mid-write left its rollback journal. Rolling it back restores the last
+    // committed state, which is what every process that opens the file for writing does first;
+    // SQLite's locks keep that safe beside live processes.
+    const sqlite::Database writer(path);
+    if (writer.read_only())
+      throw CacheError(
+          fmt::format("{}; the file is read-only, so the journal of the stopped "
+                      "writer cannot be rolled back",
+                      hot.what()));
+    sqlite::retry_while_busy([&] { (void)writer.query_integer("PRAGMA schema_version"); });
+  }
+  return copy_once();
 }
 
 OpenedDatabase open_standalone(const std::filesystem::path& path) {

@@ -27,8 +27,9 @@ OpenedDatabase open_shared(const std::filesystem::path& path, const Warn& warn);
 OpenedDatabase open_standalone(const std::filesystem::path& path);
 // An empty in-memory database standing in for `path`, for the reason given.
 OpenedDatabase open_in_memory(const std::filesystem::path& path, std::string fallback);
-// An in-memory copy of the file, read without writing to it or its directory. Throws CacheError
-// (sqlite::Corrupt for a damaged file) when it cannot be read.
+// An in-memory copy of the file's last committed state. Nothing is written to the file, except
+// that the rollback journal of a writer killed mid-transaction is rolled back first. Throws
+// CacheError (sqlite::Corrupt for a damaged file) when it cannot be read.
 sqlite::Database copy_into_memory(const std::filesystem::path& path);
 
 }  // namespace moejit

@@ -152,7 +152,8 @@ TEST(CacheRecovery, ReadOnlyDirectoryServesAnInMemoryCopy) {
   CacheStore store(path, warnings.options());
   EXPECT_EQ(warnings.lines.size(), 1u) << warnings.joined();
   EXPECT_TRUE(contains(warnings.joined(), "in-memory copy")) << warnings.joined();
-  EXPECT_EQ(store.lookup(entries[0].key).status, LookupStatus::hit);
+  const auto found = store.lookup(entries[0].key);
+  EXPECT_EQ(found.status, LookupStatus::hit) << found.error;
   store.put(sample_entry(sample_key(), false, 50));  // kept in memory, no error
   ::chmod((dir / "ro").c_str(), 0755);
 }

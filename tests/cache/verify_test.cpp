@@ -130,5 +130,45 @@ TEST(CacheVerify, CubinThatIsNotAKernel) {
   EXPECT_TRUE(mentions(report, "does not contain its kernel '_Z6absentv'")) << all_problems(report);
 }
 
+// What a writer killed mid-transaction leaves on a file in rollback-journal mode (a cache being
+// created, before it switches to WAL): pages of the transaction already in the file and a hot
+// journal holding the old ones. The copy returned is that state with no process holding a lock.
+std::filesystem::path stopped_writer_copy(const TempDir& dir, int count) {
+  const auto path = sound_cache(dir, count);
+  const auto stopped = dir / "stopped.sqlite";
+  RawDb raw(path);
+  raw.exec("PRAGMA journal_mode=DELETE");
+  raw.exec("PRAGMA cache_size=1");  // spill the transaction's pages into the file
+  raw.exec("BEGIN IMMEDIATE");
+  raw.exec("DELETE FROM entries");
+  std::filesystem::copy_file(path, stopped);
+  std::filesystem::copy_file(path.string() + "-journal", stopped.string() + "-journal");
+  raw.exec("ROLLBACK");
+  EXPECT_NE(testing::read_bytes(stopped), testing::read_bytes(path))
+      << "the copy should hold pages of the unfinished transaction";
+  return stopped;
+}
+
+TEST(CacheVerify, HotJournalOfAKilledWriterIsRolledBack) {
+  TempDir dir;
+  const auto stopped = stopped_writer_copy(dir, 6);
+  const auto report = verify_cache_file(stopped);
+  EXPECT_TRUE(report.ok()) << all_problems(report);
+  EXPECT_EQ(report.entries, 6);
+  EXPECT_EQ(report.sound, 6);
+  EXPECT_FALSE(std::filesystem::exists(stopped.string() + "-journal"));
+}
+
+TEST(CacheVerify, HotJournalOnAReadOnlyFileIsReportedNotMisread) {
+  TempDir dir;
+  const auto stopped = stopped_writer_copy(dir, 3);
+  std::filesystem::permissions(stopped, std::filesystem::perms::owner_read);
+  if (::access(stopped.c_str(), W_OK) == 0)
+    GTEST_SKIP() << "running as root: chmod does not stop root";
+  const auto report = verify_cache_file(stopped);
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(mentions(report, "cannot be rolled back")) << all_problems(report);
+}
+
 }  // namespace
 }  // namespace moejit
