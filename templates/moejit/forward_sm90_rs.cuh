@@ -119,7 +119,12 @@ struct ForwardRsKernel {
   // values (a feature's 64 k, or half of a k row's BF features), kSegValues / 8 groups.
   static constexpr int kSegValues = kKContig ? BK : BF / 2;
   static constexpr int kSegGroups = kSegValues / 8;
-  static constexpr int kSegBlocks = (kSegValues + kBlocksize - 1) / kBlocksize + 1;
+  // A 64-aligned segment lies inside one block of 64 or more (the usual case: saves the loader
+  // the registers and selects of a second block).
+  static constexpr bool kSegInOneBlock =
+      kBlocksize >= kSegValues && (kKContig ? K : N) % kSegValues == 0;
+  static constexpr int kSegBlocks =
+      kSegInOneBlock ? 1 : (kSegValues + kBlocksize - 1) / kBlocksize + 1;
   static constexpr int kScaleThreads = kKContig ? BF : 2 * BK;
 
   using Barriers = PipelineBarriers<STAGES>;
@@ -203,7 +208,8 @@ struct ForwardRsKernel {
                           float offset) const {
       if (threadIdx.x >= kScaleThreads) return;
       const Segment seg = segment(t, kb);
-      const long long first_block = seg.flat0 >> kBlockShift;
+      // flat0's offset in its block: the groups' block indices relative to the first, in 32 bits.
+      const unsigned in_block = static_cast<unsigned>(seg.flat0) & (kBlocksize - 1);
       float block_scale[kSegBlocks];
 #pragma unroll
       for (int j = 0; j < kSegBlocks; ++j)
@@ -213,7 +219,7 @@ struct ForwardRsKernel {
       float scale[kSegGroups];
 #pragma unroll
       for (int g = 0; g < kSegGroups; ++g) {
-        const int j = static_cast<int>(((seg.flat0 + 8 * g) >> kBlockShift) - first_block);
+        const int j = static_cast<int>((in_block + 8 * g) >> kBlockShift);
         float v = block_scale[0];
 #pragma unroll
         for (int i = 1; i < kSegBlocks; ++i) v = j == i ? block_scale[i] : v;
@@ -326,13 +332,16 @@ struct ForwardRsKernel {
 #pragma unroll
           for (int i = 0; i < kRowsPerThread; i += 4)
             *reinterpret_cast<int4*>(&src[i]) = *reinterpret_cast<const int4*>(&src_rows[i]);
+          // Few instructions per row: the loader's issue rate limits these kernels (measured: 16
+          // more per stage cost the gate_up projections 25%, bench/NOTES.md v6).
           const int k = kb * BK + x_chunk * 8;
+          const char* xk = x + k * 2;
+          const bool k_inside = k < K;
 #pragma unroll
-          for (int i = 0; i < kRowsPerThread; ++i) {
-            const bool valid = src[i] >= 0 && k < K;
+          for (int i = 0; i < kRowsPerThread; ++i)
             cp_async_16(st + SwizzledTile<BR, 8>::chunk_offset(x_row0 + 16 * i, x_chunk) * 16,
-                        valid ? x + (static_cast<long long>(src[i]) * K + k) * 2 : x, valid);
-          }
+                        xk + static_cast<long long>(src[i] > 0 ? src[i] : 0) * (K * 2),
+                        k_inside && src[i] >= 0);
         }
         copy_packed(p, t, kb, st + kXBytes);
         scales[kBuf].store(t, kb, st + kXBytes, tables, p.offset);
