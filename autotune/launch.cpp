@@ -47,9 +47,10 @@ KernelHandle load_kernel(const cuda::Module& module, const std::string& lowered_
   KernelHandle kernel{module.function(lowered_name), config, dynamic_smem_bytes(spec, config),
                       sm_count};
   if (config.rs) {
-    const RsPrologue prologue = rs_prologue(spec);
+    kernel.prologue_view = rs_prologue(spec);
     kernel.prologue = module.function(kRsPrologueName);
-    kernel.prologue_smem = dynamic_smem_bytes(prologue.spec, prologue.config);
+    kernel.prologue_smem =
+        dynamic_smem_bytes(kernel.prologue_view.spec, kernel.prologue_view.config);
     cuda::check(
         cuda::api().cuFuncSetAttribute(
             kernel.prologue, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel.prologue_smem),
@@ -144,7 +145,7 @@ void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const For
     scratch.emplace(static_cast<std::size_t>(rows) * spec.rank * sizeof(float), stream);
     prologue_params.xa_out = scratch->get();
   }
-  const RsPrologue prologue = rs_prologue(spec);
+  const RsPrologue& prologue = kernel.prologue_view;
   void* prologue_args[] = {&prologue_params};
   launch_or_throw(kernel.prologue, launch_dims(prologue.spec, prologue.config, rows),
                   kernel.prologue_smem, stream, prologue_args, spec, ", rs prologue");

@@ -5,6 +5,7 @@
 
 #include "autotune/cuda_driver.hpp"
 #include "compiler/problem.hpp"
+#include "compiler/source.hpp"
 #include "compiler/tile_config.hpp"
 #include "templates/moejit/params.h"
 
@@ -20,9 +21,11 @@ struct KernelHandle {
   // cap). Set by prepare_kernel.
   int resident_ctas = 0;
   // The register-operand kernel's prologue (x * A^T for ForwardParams::xa_in, compiler/source.hpp)
-  // from the same module, and its dynamic shared memory; null for every other kernel.
+  // from the same module, its dynamic shared memory and the spec and config its grid follows;
+  // null for every other kernel.
   CUfunction prologue = nullptr;
   int prologue_smem = 0;
+  RsPrologue prologue_view;
 };
 
 // The kernel `lowered_name` of `module`, compiled for (spec, config), ready to launch (with its
