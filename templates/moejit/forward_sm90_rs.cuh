@@ -479,6 +479,9 @@ struct ForwardRsKernel {
         wgmma_commit();
         wgmma_wait<1>();
         wgmma_fence_fragments(a[kBuf ^ 1]);
+        // Lane 0 releases the stage for its warp: __syncwarp orders every lane's decode reads of
+        // it before that arrival (racecheck reports the loader's refill as a WAR hazard without).
+        __syncwarp();
         if (in_flight >= 0 && lane == 0) mbarrier_arrive(bars.empty(in_flight));
         in_flight = stage.slot;
         stage.advance();
@@ -495,6 +498,7 @@ struct ForwardRsKernel {
       wgmma_fence_operands(acc);
       wgmma_fence_fragments(a[0]);
       wgmma_fence_fragments(a[1]);
+      __syncwarp();
       if (lane == 0) mbarrier_arrive(bars.empty(in_flight));
 
       mbarrier_wait(bars.inputs_full(inputs.slot), inputs.phase);
