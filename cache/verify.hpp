@@ -1,6 +1,8 @@
 #pragma once
 // `moejit verify`: everything that can be checked about a cache file without a GPU, reported
-// rather than thrown. The file is only read (through an in-memory copy), never moved or changed.
+// rather than thrown. The file is only read (through an in-memory copy), never moved; the one
+// write is SQLite rolling back the journal of a writer killed mid-transaction, which restores the
+// last committed state (what any process opening the file does first).
 #include <filesystem>
 #include <string>
 #include <vector>

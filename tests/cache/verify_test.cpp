@@ -1,4 +1,5 @@
-// verify_cache_file reports every injected fault, names where it is, and changes nothing.
+// verify_cache_file reports every injected fault, names where it is, and changes nothing (but
+// for rolling back a killed writer's journal).
 #include <gtest/gtest.h>
 
 #include "cache/verify.hpp"
