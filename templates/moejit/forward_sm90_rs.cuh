@@ -480,7 +480,7 @@ struct ForwardRsKernel {
         wgmma_wait<1>();
         wgmma_fence_fragments(a[kBuf ^ 1]);
         // Lane 0 releases the stage for its warp: __syncwarp orders every lane's decode reads of
-        // it before that arrival (racecheck reports the loader's refill as a WAR hazard without).
+        // it before that arrival (racecheck still flags the refill: gpu-tests results, 2026-11-24).
         __syncwarp();
         if (in_flight >= 0 && lane == 0) mbarrier_arrive(bars.empty(in_flight));
         in_flight = stage.slot;
