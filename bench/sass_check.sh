@@ -26,8 +26,9 @@ WG128="--block-m 128 --block-n 128 --block-k 64 --warps-m 8 --warps-n 1 --stages
 WG256="--block-m 128 --block-n 256 --block-k 64 --warps-m 8 --warps-n 1 --stages 4 --wgmma"
 # The default mma.sync tiles of quantized weights (autotune/tuner.cpp).
 MMA8W="--block-m 128 --block-n 128 --block-k 32 --warps-m 4 --warps-n 2 --stages 2"
-# The register-operand nf4 kernel's default tile (autotune/tuner.cpp, rs_candidates).
-RS256="--block-m 256 --block-n 128 --block-k 64 --warps-m 8 --warps-n 1 --stages 4 --wgmma --tma --rs --weights nf4"
+# The register-operand kernel's default tile (autotune/tuner.cpp, rs_candidates), nf4 and int8.
+RS256_TILE="--block-m 256 --block-n 128 --block-k 64 --warps-m 8 --warps-n 1 --stages 4 --wgmma --tma --rs"
+RS256="$RS256_TILE --weights nf4"
 # The lora_grad default for r = 16 (autotune/tuner.cpp): block_m is the padded rank.
 GRAD16="--block-m 16 --block-n 128 --block-k 32 --warps-m 1 --warps-n 4 --stages 3"
 
@@ -59,6 +60,9 @@ dx_tma_c2_in_out_gptoss   yes --arch sm_90a --op backward_dx $GPTOSS --layout in
 fwd_rs_nf4_qwen           yes --arch sm_90a $QWEN $RS256
 fwd_rs_nf4_dq_in_out      yes --arch sm_90a $GPTOSS --layout in_out $RS256 --double-quant
 dx_rs_nf4_mixtral         yes --arch sm_90a --op backward_dx $MIXTRAL $RS256
+fwd_rs_int8_mixtral       yes --arch sm_90a $MIXTRAL $RS256_TILE --weights int8_rowwise
+dx_rs_int8_in_out         yes --arch sm_90a --op backward_dx $GPTOSS --layout in_out $RS256_TILE --weights int8_rowwise
+fwd_rs_int8_in_out        yes --arch sm_90a $GPTOSS --layout in_out $RS256_TILE --weights int8_rowwise
 LIST
 )
 

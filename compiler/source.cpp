@@ -123,9 +123,9 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
                           "cluster_m 1 for quantized weights (clusters multicast 16-bit tiles)");
   if (c.rs && !rs_serves(spec))
     throw InvalidArgument("tile config", c.name(),
-                          "a non-rs config: the register-operand kernel needs nf4 weights, lora "
-                          "dtype == act dtype, r <= 64 and a multiple of 4, and the weight's "
-                          "contiguous dimension a multiple of 32");
+                          "a non-rs config: the register-operand kernel needs nf4 or int8 weights, "
+                          "lora dtype == act dtype, r <= 64 and a multiple of 4, and the weight's "
+                          "contiguous dimension a multiple of 32 (nf4) or 16 (int8)");
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
@@ -213,10 +213,13 @@ KernelSource render_aux(const ProjectionSpec& spec, const TileConfig& c) {
 }  // namespace
 
 bool rs_serves(const ProjectionSpec& spec) {
-  if (family_of(spec.op) != KernelFamily::gemm || spec.weights != WeightFormat::nf4) return false;
+  if (family_of(spec.op) != KernelFamily::gemm || !is_quantized(spec.weights)) return false;
   const GemmView v = gemm_view(spec);
+  // Packed chunks of 16 bytes (8 for nf4's feature-contiguous slices) inside or outside the
+  // weight's contiguous dimension whole.
+  const int contiguous_multiple = spec.weights == WeightFormat::nf4 ? 32 : 16;
   return v.a_dtype == spec.act && spec.rank <= 64 && spec.rank % 4 == 0 &&
-         (v.in_out ? v.n : v.k) % 32 == 0;
+         (v.in_out ? v.n : v.k) % contiguous_multiple == 0;
 }
 
 RsPrologue rs_prologue(const ProjectionSpec& spec) {

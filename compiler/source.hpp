@@ -22,9 +22,9 @@ struct KernelSource {
 // Throws InvalidArgument for a spec or config that cannot be instantiated.
 KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& config);
 
-// Whether the register-operand kernel (TileConfig::rs) can serve spec: a GEMM op over nf4 weights
-// with lora dtype == act, r <= 64 and a multiple of 4, and the weight's contiguous dimension a
-// multiple of 32.
+// Whether the register-operand kernel (TileConfig::rs) can serve spec: a GEMM op over nf4 or
+// int8_rowwise weights with lora dtype == act, r <= 64 and a multiple of 4, and the weight's
+// contiguous dimension a multiple of 32 (nf4) or 16 (int8).
 bool rs_serves(const ProjectionSpec& spec);
 
 // The register-operand kernel's prologue: forward.cuh (mma.sync) in its x * A^T-only mode (y

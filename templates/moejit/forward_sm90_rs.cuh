@@ -1,13 +1,16 @@
 #pragma once
-// Hopper (sm_90a) MoE-LoRA GEMM over nf4 base weights with the weights as wgmma's A operand in
+// Hopper (sm_90a) MoE-LoRA GEMM over nf4 or int8_rowwise base weights with the weights as wgmma's A
+// operand in
 // registers: a CTA computes y^T = W x^T for BF output features by BR grouped rows, so each
 // accumulating thread decodes its own A fragments straight from the packed bytes and no decoded
 // weight goes through shared memory. Warp-specialized and persistent like forward_sm90_tma.cuh:
 //  - one loading warpgroup fills each stage with the x tile (BR rows of 64 k, K-major under the
 //    128-byte swizzle: wgmma's B operand; by TMA for a grouped input, else by cp.async), the
-//    packed weight slice (cp.async) and the fp32 scale of every 8-value group of that slice
-//    (absmax, or with double quantization code2[q] * absmax2 + offset). A thread's scale loads
-//    are issued two stages ahead of their use, so their latency overlaps the stages between;
+//    packed weight slice (cp.async) and its statistics: nf4, the fp32 scale of every 8-value
+//    group (absmax, or with double quantization code2[q] * absmax2 + offset; a thread's loads are
+//    issued two stages ahead of their use, so their latency overlaps the stages between); int8
+//    over feature-contiguous weights, the k rows' row_stats (cp.async). Over K-contiguous weights
+//    row_stats is per feature: the accumulating threads load their two once per tile;
 //  - BF / 64 accumulating warpgroups of 64 features each decode k-block kb + 1 into registers
 //    while the wgmma batch of kb runs (two register buffers of A fragments);
 //  - x * A^T (fp32, p.xa_in) comes from the prologue kernel the launch runs first (forward.cuh in
@@ -17,12 +20,14 @@
 //    (32 bytes) per warp through a shared-memory slice.
 // Stage layout of the weight slice (the rows a warp reads at one time hit distinct banks):
 //  - K-contiguous weights (out_in forward, in_out dX): BF rows of 80 bytes, one per feature:
-//    32 packed bytes (64 k), then the 8 group scales, then 16 bytes of padding;
+//    nf4, 32 packed bytes (64 k), then the 8 group scales, then 16 bytes of padding; int8, the
+//    64 bytes, then padding;
 //  - feature-contiguous weights (in_out forward, out_in dX): 64 rows (one per k) of BF + 16 bytes:
-//    per 16 features 8 packed bytes and the scales of their two groups.
-// Requirements: nf4 weights, A-role dtype == act, the weight's contiguous dimension (K for
-// K-contiguous, N otherwise) a multiple of 32, so that packed chunks are 8- or 16-byte aligned,
-// and r a multiple of 4 (16-byte rows of x * A^T).
+//    nf4, per 16 features 8 packed bytes and the scales of their two groups; int8, the BF bytes,
+//    then in the padding of rows 0-15 the row_stats of k rows 4i..4i+3.
+// Requirements: A-role dtype == act, the weight's contiguous dimension (K for K-contiguous, N
+// otherwise) a multiple of 32 (nf4) or 16 (int8), so that packed chunks are 8- or 16-byte
+// aligned and lie inside or outside it whole, and r a multiple of 4 (16-byte rows of x * A^T).
 #include "moejit/async.cuh"
 #include "moejit/forward_sm90.cuh"
 
@@ -32,6 +37,17 @@ namespace moejit {
 __device__ __forceinline__ void cp_async_8(void* smem, const void* gmem, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
                "r"(valid ? 8 : 0));
+}
+
+// Byte `selector & 7` of the 8 bytes {hi, lo} (lo = bytes 0-3), sign-extended: `selector` is a
+// prmt control whose other three nibbles are (selector & 7) | 8, so one prmt does both.
+__device__ __forceinline__ int signed_byte(unsigned lo, unsigned hi, unsigned selector) {
+  int out;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(out) : "r"(lo), "r"(hi), "r"(selector));
+  return out;
+}
+__device__ __forceinline__ unsigned signed_byte_selector(unsigned byte) {
+  return byte | (byte | 8u) * 0x1110u;
 }
 
 // Keeps the compiler from reusing the registers of A fragments an in-flight wgmma still reads.
@@ -68,7 +84,8 @@ struct ForwardRsKernel {
   static constexpr int KB = (K + BK - 1) / BK;
   static constexpr int N_TILES = (N + BF - 1) / BF;
   static constexpr int kRasterGroup = 8;
-  static constexpr int kBlocksize = Cfg::kQuantBlocksize;
+  static constexpr bool kNf4 = Cfg::kWeightFormat == kWeightNf4;
+  static constexpr int kBlocksize = kNf4 ? Cfg::kQuantBlocksize : BK;  // int8: not used
   static constexpr int kBlockShift = log2_exact(kBlocksize);
   // Registers per thread after reallocation, within what the CTA holds at launch (ptxas gives a
   // 384-thread CTA 168 each, a 256-thread one 232).
@@ -78,7 +95,8 @@ struct ForwardRsKernel {
                     (kConsumers == 1 ? 256 * 232 : 384 * 168),
                 "register reallocation beyond the launch allocation");
 
-  static_assert(Cfg::kWeightFormat == kWeightNf4, "the register-operand kernel decodes nf4");
+  static_assert(kNf4 || Cfg::kWeightFormat == kWeightInt8,
+                "the register-operand kernel decodes nf4 or int8_rowwise");
   static_assert(kBlocksize >= 32 && (kBlocksize & (kBlocksize - 1)) == 0,
                 "nf4 blocksize must be a power of two of at least 32");
   static_assert(Cfg::kBlockK == 64, "64-element k slices");
@@ -90,8 +108,8 @@ struct ForwardRsKernel {
   static_assert(STAGES >= 2, "at least two stages");
   static_assert(RP <= 64, "rank up to 64 (the epilogue's B_e fragments live in registers)");
   static_assert(R % 4 == 0, "rank a multiple of 4 (x * A^T rows in 16-byte units)");
-  static_assert((kKContig ? K : N) % 32 == 0,
-                "the weight's contiguous dimension must be a multiple of 32");
+  static_assert((kKContig ? K : N) % (kNf4 ? 32 : 16) == 0,
+                "the weight's contiguous dimension must be a multiple of 32 (nf4) or 16 (int8)");
   static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
 
   // The weight slice of a stage (see the header).
@@ -238,25 +256,42 @@ struct ForwardRsKernel {
     }
   };
 
-  // The packed weight slice of k-block kb: 16-byte chunks (two per feature) or 8-byte chunks (16
-  // features of one k); chunks past K or N are zero-filled (their scales are 0 as well).
+  // The weight slice of k-block kb (see the header) by cp.async: 16-byte chunks of a feature's
+  // k values, or of 16 features of one k (nf4: 8 bytes); int8 over feature-contiguous weights
+  // also the row_stats of the 64 k rows, four per chunk. Chunks past K or N are zero-filled (so
+  // are nf4's scales there), so they decode to zeros.
   __device__ static void copy_packed(const ForwardParams& p, const OutputTile& t, int kb,
                                      char* w_area) {
-    const unsigned char* packed = static_cast<const unsigned char*>(p.w);
-    constexpr int kChunks = kKContig ? BF * 2 : BK * (BF / 16);
+    const unsigned char* w = static_cast<const unsigned char*>(p.w);
+    constexpr int kValueShift = kNf4 ? 1 : 0;  // flat index -> byte
+    constexpr int kFeatureChunks = (BK >> kValueShift) / 16;
+    constexpr int kChunks = kKContig ? BF * kFeatureChunks : BK * (BF / 16);
 #pragma unroll
     for (int c = threadIdx.x; c < kChunks; c += 128) {
       if constexpr (kKContig) {
-        const int row = c >> 1, n = t.n0 + row, k = kb * BK + (c & 1) * 32;
+        const int row = c / kFeatureChunks, part = c % kFeatureChunks;
+        const int n = t.n0 + row, k = kb * BK + (part << (4 + kValueShift));
         const bool valid = n < N && k < K;
-        cp_async_16(w_area + row * kWStride + (c & 1) * 16,
-                    valid ? packed + (flat_index(t.expert, n, k) >> 1) : packed, valid);
+        cp_async_16(w_area + row * kWStride + part * 16,
+                    valid ? w + (flat_index(t.expert, n, k) >> kValueShift) : w, valid);
       } else {
         const int row = c / (BF / 16), chunk = c % (BF / 16);
         const int k = kb * BK + row, n = t.n0 + chunk * 16;
         const bool valid = n < N && k < K;
-        cp_async_8(w_area + row * kWStride + chunk * 16,
-                   valid ? packed + (flat_index(t.expert, n, k) >> 1) : packed, valid);
+        const unsigned char* src = valid ? w + (flat_index(t.expert, n, k) >> kValueShift) : w;
+        if constexpr (kNf4)
+          cp_async_8(w_area + row * kWStride + chunk * 16, src, valid);
+        else
+          cp_async_16(w_area + row * kWStride + chunk * 16, src, valid);
+      }
+    }
+    if constexpr (!kNf4 && !kKContig) {
+      if (threadIdx.x < BK / 4) {
+        const float* row_stats = static_cast<const float*>(p.absmax);
+        const int k = kb * BK + 4 * threadIdx.x;
+        cp_async_16(w_area + threadIdx.x * kWStride + BF,
+                    k < K ? row_stats + static_cast<long long>(t.expert) * K + k : row_stats,
+                    k < K);
       }
     }
   }
@@ -312,8 +347,10 @@ struct ForwardRsKernel {
           }
         __syncwarp();
       }
-      scales[0].fetch(p, t, 0);
-      if (KB > 1) scales[1].fetch(p, t, 1);
+      if constexpr (kNf4) {
+        scales[0].fetch(p, t, 0);
+        if (KB > 1) scales[1].fetch(p, t, 1);
+      }
       constexpr int kInputsAfter = (STAGES < KB ? STAGES : KB) - 1;
       auto fill = [&](auto buffer, int kb) {
         constexpr int kBuf = decltype(buffer)::value;
@@ -344,13 +381,13 @@ struct ForwardRsKernel {
                         k_inside && src[i] >= 0);
         }
         copy_packed(p, t, kb, st + kXBytes);
-        scales[kBuf].store(t, kb, st + kXBytes, tables, p.offset);
+        if constexpr (kNf4) scales[kBuf].store(t, kb, st + kXBytes, tables, p.offset);
         cp_async_mbarrier_arrive(full);
-        // The scales are plain stores: each warp's are released by its lane 0 after the warp
-        // has converged on them.
+        // nf4's scales are plain stores: each warp's are released by its lane 0 after the warp
+        // has converged on them (int8 arrives all the same: one barrier count for both).
         __syncwarp();
         if ((threadIdx.x & 31) == 0) mbarrier_arrive(full);
-        if (kb + 2 < KB) scales[kBuf].fetch(p, t, kb + 2);
+        if (kNf4 && kb + 2 < KB) scales[kBuf].fetch(p, t, kb + 2);
         stage.advance();
         if (kb == kInputsAfter) {
           mbarrier_wait(bars.inputs_empty(inputs.slot), inputs.phase ^ 1);
@@ -369,12 +406,16 @@ struct ForwardRsKernel {
 
   // The A fragments of k-block `slot`'s weight slice for this warp's 16 features: a[kk] for the
   // k16 step kk, in the mma.m16n8k16 A layout (rows = features g and g + 8, k pairs 2q, 2q + 1
-  // and 2q + 8, 2q + 9 with q the lane's quad index).
-  __device__ static void decode(const char* w_area, const float* code, int f0, int lane,
+  // and 2q + 8, 2q + 9 with q the lane's quad index). `feature_stat`: int8 over K-contiguous
+  // weights, the row_stats of features g and g + 8.
+  __device__ static void decode(const char* w_area, const float* code,
+                                const float (&feature_stat)[2], int f0, int lane,
                                 unsigned (&a)[4][4]) {
     const int g = lane >> 2, q = lane & 3;
     auto value = [&](unsigned nibble, float scale) { return mul_rn(code[nibble], scale); };
-    if constexpr (kKContig) {
+    if constexpr (!kNf4) {
+      decode_int8(w_area, feature_stat, f0, g, q, a);
+    } else if constexpr (kKContig) {
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const char* row = w_area + (f0 + g + 8 * half) * kWStride;
@@ -416,6 +457,59 @@ struct ForwardRsKernel {
     }
   }
 
+  // int8: w = float(cb) * row_stat * (1/127) in SPEC.md's order, each byte sign-extended by one
+  // prmt from the 8 bytes that hold it.
+  __device__ static void decode_int8(const char* w_area, const float (&feature_stat)[2], int f0,
+                                     int g, int q, unsigned (&a)[4][4]) {
+    if constexpr (kKContig) {
+      // k pair (16 kk + 8 h + 2q, + 1) of a feature: bytes 2q, 2q + 1 of its row's 8 bytes at
+      // 16 kk + 8 h.
+      const unsigned even = signed_byte_selector(2 * q), odd = signed_byte_selector(2 * q + 1);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const char* row = w_area + (f0 + g + 8 * half) * kWStride;
+        unsigned words[16];
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          ld_shared_16(*reinterpret_cast<unsigned(*)[4]>(&words[4 * i]), row + 16 * i);
+        const float stat = feature_stat[half];
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const unsigned lo = words[4 * kk + 2 * h], hi = words[4 * kk + 2 * h + 1];
+            a[kk][half + 2 * h] = pack2<Act>(int8_scaled(signed_byte(lo, hi, even), stat),
+                                             int8_scaled(signed_byte(lo, hi, odd), stat));
+          }
+      }
+    } else {
+      // Feature f0 + g is byte g of the first 8 bytes of the warp's 16 in a k row, f0 + g + 8
+      // byte g of the second; k row 4i + j's row_stat is float j of row i's padding.
+      const unsigned selector = signed_byte_selector(g);
+      const char* column = w_area + f0;
+      const char* stats = w_area + BF + 8 * (q & 1);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        unsigned c[4][4];  // k rows 2q, 2q + 1, 2q + 8, 2q + 9 of this k16 step
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          ld_shared_16(c[i], column + (16 * kk + 2 * q + (i & 1) + 8 * (i >> 1)) * kWStride);
+        float2 stat[2];  // of k rows (2q, 2q + 1) and (2q + 8, 2q + 9)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+          stat[j] =
+              *reinterpret_cast<const float2*>(stats + (4 * kk + 2 * j + (q >> 1)) * kWStride);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int lo = (i >> 1) * 2, hi = lo + 1, word = 2 * (i & 1);
+          a[kk][i] = pack2<Act>(
+              int8_scaled(signed_byte(c[lo][word], c[lo][word + 1], selector), stat[i >> 1].x),
+              int8_scaled(signed_byte(c[hi][word], c[hi][word + 1], selector), stat[i >> 1].y));
+        }
+      }
+    }
+  }
+
   __device__ static void compute(const ForwardParams& p, char* smem, const Barriers& bars,
                                  const Schedule& s, const QuantTables* tables) {
     const int warp = (threadIdx.x - 128) >> 5;  // among the accumulating warps
@@ -449,6 +543,16 @@ struct ForwardRsKernel {
                   : 0.f;
           b_frag[kq][i] = pack2<Act>(lo, hi);
         }
+      float feature_stat[2] = {0.f, 0.f};
+      if constexpr (!kNf4 && kKContig) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int o = t.n0 + f0 + g + 8 * half;
+          if (o < N)
+            feature_stat[half] = __ldg(static_cast<const float*>(p.absmax) +
+                                       static_cast<long long>(t.expert) * N + o);
+        }
+      }
       float bias_of[2] = {0.f, 0.f};
       if constexpr (Cfg::kHasBias) {
 #pragma unroll
@@ -464,7 +568,7 @@ struct ForwardRsKernel {
       unsigned a[2][4][4];
       int in_flight = -1;  // the stage the wgmma batch still running reads
       mbarrier_wait(bars.full(stage.slot), stage.phase);
-      decode(smem + stage.slot * kStageBytes + kXBytes, code, f0, lane, a[0]);
+      decode(smem + stage.slot * kStageBytes + kXBytes, code, feature_stat, f0, lane, a[0]);
       // One k-block: its batch on the fragments decoded into a[kBuf]; then, once the previous
       // batch has completed (its stage is released and its fragments a[!kBuf] are free), the
       // next k-block's fragments while this batch runs.
@@ -487,7 +591,8 @@ struct ForwardRsKernel {
         stage.advance();
         if (kb + 1 < KB) {
           mbarrier_wait(bars.full(stage.slot), stage.phase);
-          decode(smem + stage.slot * kStageBytes + kXBytes, code, f0, lane, a[kBuf ^ 1]);
+          decode(smem + stage.slot * kStageBytes + kXBytes, code, feature_stat, f0, lane,
+                 a[kBuf ^ 1]);
         }
       };
       for (int kb = 0; kb < KB; kb += 2) {
@@ -578,7 +683,7 @@ struct ForwardRsKernel {
       fence_mbarrier_init();
     }
     if (threadIdx.x < 32) count_row_tiles<E, Index, BR>(p, tile_start);
-    stage_quant_tables<kWeightNf4>(tables, p, Cfg::kDoubleQuant, kThreads);
+    stage_quant_tables<Cfg::kWeightFormat>(tables, p, Cfg::kDoubleQuant, kThreads);
     __syncthreads();
     const long long row_tiles = tile_start[E];
     const Schedule s{tile_start,

@@ -125,20 +125,23 @@ TEST(DefaultConfig, TmaOnHopperWithSixteenBitWeightsReferenceNeverTma) {
       } else {
         EXPECT_EQ(config, reference) << arch << " " << spec.describe();
       }
-      // nf4: the register-operand kernel where it serves (sm_90a), else the reference; the
-      // reference is never it and is always a candidate.
-      spec.weights = WeightFormat::nf4;
-      spec.quant_blocksize = 64;
-      const std::vector<TileConfig> rs = rs_candidates(spec, arch);
-      EXPECT_EQ(!rs.empty(), arch == "sm_90a" && rs_serves(spec)) << spec.describe();
-      EXPECT_EQ(default_config(spec, arch), rs.empty() ? reference_config(spec, arch) : rs.front())
-          << "quantized weights: " << arch << " " << spec.describe();
-      EXPECT_FALSE(reference_config(spec, arch).rs) << spec.describe();
-      if (!rs.empty()) {
-        const auto nf4_candidates = candidate_configs(spec, arch);
-        EXPECT_NE(std::ranges::find(nf4_candidates, reference_config(spec, arch)),
-                  nf4_candidates.end())
-            << spec.describe();
+      // nf4 and int8: the register-operand kernel where it serves (sm_90a), else the reference;
+      // the reference is never it and is always a candidate.
+      for (const WeightFormat weights : {WeightFormat::nf4, WeightFormat::int8_rowwise}) {
+        spec.weights = weights;
+        spec.quant_blocksize = weights == WeightFormat::nf4 ? 64 : 0;
+        const std::vector<TileConfig> rs = rs_candidates(spec, arch);
+        EXPECT_EQ(!rs.empty(), arch == "sm_90a" && rs_serves(spec)) << spec.describe();
+        EXPECT_EQ(default_config(spec, arch),
+                  rs.empty() ? reference_config(spec, arch) : rs.front())
+            << "quantized weights: " << arch << " " << spec.describe();
+        EXPECT_FALSE(reference_config(spec, arch).rs) << spec.describe();
+        if (!rs.empty()) {
+          const auto quant_candidates = candidate_configs(spec, arch);
+          EXPECT_NE(std::ranges::find(quant_candidates, reference_config(spec, arch)),
+                    quant_candidates.end())
+              << spec.describe();
+        }
       }
     }
 }
@@ -168,6 +171,34 @@ TEST(TmaCandidates, FitHopperAndCompileWithoutSpills) {
          compile_candidates(spec, configs, "sm_90a", 227 * 1024, "test"))
       EXPECT_EQ(c.pruned, "") << c.config.name() << " for " << spec.describe();
   }
+}
+
+// The register-operand kernel's rule on the weight's contiguous dimension (K for out_in storage,
+// N for in_out, in the forward and dX alike): 16-byte int8 chunks need a multiple of 16, nf4's
+// 8-byte feature-contiguous chunks (16 values) a multiple of 32.
+TEST(RsServes, ContiguousDimensionByFormat) {
+  ProjectionSpec spec = projection_spec(find_preset("qwen3-30b-a3b").value(), Projection::down, 16);
+  spec.in_features = 784;  // 16 * 49: a multiple of 16, not of 32
+  spec.out_features = 2048;
+  for (const WeightLayout layout : {WeightLayout::out_in, WeightLayout::in_out}) {
+    spec.layout = layout;
+    ProjectionSpec dx = spec;
+    dx.op = OpKind::backward_dx;
+    spec.weights = dx.weights = WeightFormat::int8_rowwise;
+    EXPECT_TRUE(rs_serves(spec)) << spec.describe();
+    EXPECT_TRUE(rs_serves(dx)) << dx.describe();
+    spec.weights = dx.weights = WeightFormat::nf4;
+    spec.quant_blocksize = dx.quant_blocksize = 64;
+    // K = 784 is the contiguous dimension of out_in weights.
+    EXPECT_EQ(rs_serves(spec), layout == WeightLayout::in_out) << spec.describe();
+    EXPECT_EQ(rs_serves(dx), layout == WeightLayout::in_out) << dx.describe();
+    spec.weights = dx.weights = WeightFormat::bf16;
+    EXPECT_FALSE(rs_serves(spec)) << spec.describe();
+  }
+  spec.weights = WeightFormat::int8_rowwise;
+  spec.layout = WeightLayout::out_in;
+  spec.in_features = 776;  // a multiple of 8, not of 16
+  EXPECT_FALSE(rs_serves(spec)) << spec.describe();
 }
 
 }  // namespace

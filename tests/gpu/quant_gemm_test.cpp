@@ -78,7 +78,7 @@ std::vector<QuantCase> tma_cases() {
   return out;
 }
 
-// The register-operand nf4 kernel (forward_sm90_rs.cuh), pinned for each of its tile heights.
+// The register-operand kernel (forward_sm90_rs.cuh), pinned for each of its tile heights.
 TileConfig rs_config(int block_m) {
   return TileConfig{.block_m = block_m,
                     .block_n = 128,
@@ -91,13 +91,14 @@ TileConfig rs_config(int block_m) {
                     .rs = true};
 }
 
-// Cases it serves (nf4, lora dtype == act, r a multiple of 4 up to 64, the weight's contiguous
-// dimension a multiple of 32), still ragged: K and N not multiples of 64 or 128, every block size,
-// double quantization on and off, both layouts and act dtypes, empty experts (sparse routing),
-// grouped inputs and outputs, bias, and many-tile cases (several tiles per CTA of the persistent
-// grid, more k-blocks than stages).
+// Cases it serves (nf4 or int8, lora dtype == act, r a multiple of 4 up to 64, the weight's
+// contiguous dimension a multiple of 32 for nf4 and 16 for int8), still ragged: K and N not
+// multiples of 64 or 128 (int8: nor of 32), every nf4 block size, double quantization on and off,
+// both layouts and act dtypes, empty experts (sparse routing), grouped inputs and outputs, bias,
+// and many-tile cases (several tiles per CTA of the persistent grid, more k-blocks than stages).
 std::vector<QuantCase> rs_cases() {
   struct Axes {
+    WeightFormat weights;
     int blocksize;
     bool double_quant;
     WeightLayout layout;
@@ -109,22 +110,40 @@ std::vector<QuantCase> rs_cases() {
   };
   const WeightLayout out_in = WeightLayout::out_in, in_out = WeightLayout::in_out;
   const DType bf16 = DType::bf16, fp16 = DType::fp16;
+  const WeightFormat nf4 = WeightFormat::nf4, int8 = WeightFormat::int8_rowwise;
   const Axes axes[] = {
-      {32, false, out_in, bf16, 6, 2, 288, 416, 16, 700, RoutingKind::skewed, false, false, false},
-      {64, true, in_out, bf16, 8, 2, 352, 480, 8, 900, RoutingKind::sparse, false, false, true},
-      {128, false, in_out, fp16, 5, 1, 320, 224, 4, 600, RoutingKind::uniform, true, false, false},
-      {256, true, out_in, fp16, 4, 2, 416, 288, 64, 500, RoutingKind::skewed, false, true, true},
-      {64, false, out_in, bf16, 16, 4, 224, 352, 12, 800, RoutingKind::sparse, true, true, false},
-      {32, true, in_out, fp16, 3, 2, 96, 160, 16, 400, RoutingKind::uniform, false, false, false},
-      {64, true, out_in, bf16, 4, 2, 544, 1056, 16, 3000, RoutingKind::skewed, false, false, false},
-      {128, false, in_out, bf16, 4, 2, 288, 1024, 16, 3000, RoutingKind::skewed, false, false,
+      {nf4, 32, false, out_in, bf16, 6, 2, 288, 416, 16, 700, RoutingKind::skewed, false, false,
+       false},
+      {nf4, 64, true, in_out, bf16, 8, 2, 352, 480, 8, 900, RoutingKind::sparse, false, false,
        true},
+      {nf4, 128, false, in_out, fp16, 5, 1, 320, 224, 4, 600, RoutingKind::uniform, true, false,
+       false},
+      {nf4, 256, true, out_in, fp16, 4, 2, 416, 288, 64, 500, RoutingKind::skewed, false, true,
+       true},
+      {nf4, 64, false, out_in, bf16, 16, 4, 224, 352, 12, 800, RoutingKind::sparse, true, true,
+       false},
+      {nf4, 32, true, in_out, fp16, 3, 2, 96, 160, 16, 400, RoutingKind::uniform, false, false,
+       false},
+      {nf4, 64, true, out_in, bf16, 4, 2, 544, 1056, 16, 3000, RoutingKind::skewed, false, false,
+       false},
+      {nf4, 128, false, in_out, bf16, 4, 2, 288, 1024, 16, 3000, RoutingKind::skewed, false, false,
+       true},
+      {int8, 0, false, out_in, bf16, 6, 2, 272, 400, 16, 700, RoutingKind::skewed, false, false,
+       true},
+      {int8, 0, false, in_out, fp16, 8, 2, 336, 208, 8, 900, RoutingKind::sparse, true, false,
+       false},
+      {int8, 0, false, in_out, bf16, 4, 2, 400, 288, 64, 500, RoutingKind::skewed, false, true,
+       true},
+      {int8, 0, false, out_in, fp16, 16, 4, 240, 368, 12, 800, RoutingKind::uniform, true, true,
+       false},
+      {int8, 0, false, in_out, bf16, 4, 2, 544, 1040, 16, 3000, RoutingKind::skewed, false, false,
+       false},
   };
   std::vector<QuantCase> out;
   std::uint64_t seed = 0x55AA10;
   for (const Axes& a : axes) {
     QuantCase c;
-    c.spec.weights = WeightFormat::nf4;
+    c.spec.weights = a.weights;
     c.spec.quant_blocksize = a.blocksize;
     c.spec.double_quant = a.double_quant;
     c.spec.layout = a.layout;
@@ -147,7 +166,8 @@ std::vector<QuantCase> rs_cases() {
 }
 
 // Without a GPU: the register-operand configs compile for the forward and dX of every rs case,
-// and without a spill for the presets' nf4 projections.
+// and without a spill for the presets' nf4 (with and without double quantization) and int8
+// projections.
 TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
   const std::vector<QuantCase> cases = rs_cases();
   for (const QuantCase& c : cases) {
@@ -168,10 +188,13 @@ TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
     }
     for (const ModelPreset& preset : model_presets())
       for (const Projection proj : {Projection::gate_up, Projection::down}) {
-        ProjectionSpec spec = projection_spec(preset, proj, 16);
-        spec.weights = WeightFormat::nf4;
-        spec.quant_blocksize = 64;
-        for (const bool dq : {false, true}) {
+        const ProjectionSpec bf16_spec = projection_spec(preset, proj, 16);
+        for (const auto& [weights, dq] : {std::pair{WeightFormat::nf4, false},
+                                          {WeightFormat::nf4, true},
+                                          {WeightFormat::int8_rowwise, false}}) {
+          ProjectionSpec spec = bf16_spec;
+          spec.weights = weights;
+          spec.quant_blocksize = weights == WeightFormat::nf4 ? 64 : 0;
           spec.double_quant = dq;
           EXPECT_EQ(compile_candidates(spec, {rs_config(block_m)}, "sm_90a", 227 * 1024, "test")[0]
                         .pruned,
@@ -498,7 +521,7 @@ TEST(QuantGemm, TmaKernelMatchesReference) {
       });
 }
 
-// The register-operand nf4 kernel on its cases, forward and dX pinned by offline cache entries
+// The register-operand kernel on its cases, forward and dX pinned by offline cache entries
 // (block_m 256, 192 and 128 in turn; 128 for rank 64).
 TEST(QuantGemm, RsKernelMatchesReference) {
   MOEJIT_SKIP_WITHOUT_GPU();
