@@ -32,12 +32,12 @@ TESTS_TIMEOUT=${TESTS_TIMEOUT:-420}
 SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-540}
 # The bench stage's default rows (bench/README.md) fit in about 6 minutes on an H100: a cold tune
 # of all kernels of a step takes 12-20 s there (NVRTC), so only the bf16 rows are autotuned and the
-# quantized rows run the default configs except nf4, whose register-operand tiles tune in about
-# 9 s a projection (a separate run with --tune-weights can tune the others too).
+# quantized rows run the default configs except nf4 and int8, whose register-operand tiles tune in
+# 7-10 s a projection (a separate run with --tune-weights can tune nf4-dq too).
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-330}
 COMPOSITION_TIMEOUT=${COMPOSITION_TIMEOUT:-60}
 BENCH_ARGS=${BENCH_ARGS---tokens-sweep 1024,4096,8192,32768 --warmup 3 --reps 15}
-MOEJIT_BENCH_ARGS=${MOEJIT_BENCH_ARGS---weights bf16,nf4,nf4-dq,int8 --tune-weights bf16,nf4}
+MOEJIT_BENCH_ARGS=${MOEJIT_BENCH_ARGS---weights bf16,nf4,nf4-dq,int8 --tune-weights bf16,nf4,int8}
 COMPOSITION_ARGS=${COMPOSITION_ARGS---weights bf16,nf4}
 CARRY_LIB=${CARRY_LIB:-$PWD/.carry/lib}
 SUMMARY=()

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -178,30 +179,53 @@ TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
       }
     }
   }
+  struct Compile {
+    ProjectionSpec spec;
+    TileConfig config;
+    bool preset;         // must also compile without a spill
+    std::string result;  // the pruning reason, or the exception's message
+  };
+  std::vector<Compile> compiles;
   for (const int block_m : {128, 192, 256}) {
-    for (const QuantCase& c : cases) {
-      if (block_m == 128 || c.spec.rank <= 32) {
-        EXPECT_NO_THROW(
-            compile_candidates(c.spec, {rs_config(block_m)}, "sm_90a", 227 * 1024, "test", 1))
-            << c.describe();
-      }
-    }
+    for (const QuantCase& c : cases)
+      if (block_m == 128 || c.spec.rank <= 32)
+        compiles.push_back({c.spec, rs_config(block_m), false, ""});
     for (const ModelPreset& preset : model_presets())
-      for (const Projection proj : {Projection::gate_up, Projection::down}) {
-        const ProjectionSpec bf16_spec = projection_spec(preset, proj, 16);
+      for (const Projection proj : {Projection::gate_up, Projection::down})
         for (const auto& [weights, dq] : {std::pair{WeightFormat::nf4, false},
                                           {WeightFormat::nf4, true},
                                           {WeightFormat::int8_rowwise, false}}) {
-          ProjectionSpec spec = bf16_spec;
+          ProjectionSpec spec = projection_spec(preset, proj, 16);
           spec.weights = weights;
           spec.quant_blocksize = weights == WeightFormat::nf4 ? 64 : 0;
           spec.double_quant = dq;
-          EXPECT_EQ(compile_candidates(spec, {rs_config(block_m)}, "sm_90a", 227 * 1024, "test")[0]
-                        .pruned,
-                    "")
-              << spec.describe();
+          compiles.push_back({spec, rs_config(block_m), true, ""});
         }
-      }
+  }
+  // About a hundred independent NVRTC compiles: on every core.
+  std::atomic<std::size_t> next{0};
+  {
+    std::vector<std::jthread> pool;
+    for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t)
+      pool.emplace_back([&] {
+        for (std::size_t i; (i = next++) < compiles.size();) {
+          Compile& c = compiles[i];
+          try {
+            c.result =
+                compile_candidates(c.spec, {c.config}, "sm_90a", 227 * 1024, "test", 1)[0].pruned;
+          } catch (const std::exception& e) {
+            c.result = std::string("threw: ") + e.what();
+          }
+        }
+      });
+  }
+  for (const Compile& c : compiles) {
+    if (c.preset) {
+      EXPECT_EQ(c.result, "") << c.config.name() << " for " << c.spec.describe();
+    } else {
+      EXPECT_TRUE(!c.result.starts_with("threw"))
+          << c.config.name() << " for " << c.spec.describe() << ": " << c.result;
+    }
   }
 }
 
