@@ -143,8 +143,9 @@ std::vector<TileConfig> candidate_configs(const ProjectionSpec& spec, const std:
     out.insert(out.end(), tma.begin(), tma.end());
   };
   if (wgmma_supported(spec, arch) && rs_serves(spec)) {
-    // nf4 on Hopper: the register-operand kernel, measured 1.7-2.5x faster forward+backward than
-    // the mma.sync default on every preset projection (bench/NOTES.md, v6), and the reference.
+    // nf4 and int8 on Hopper: the register-operand kernel, measured 1.7-2.5x (nf4) and 2.1-2.9x
+    // (int8) faster forward+backward than the mma.sync default on every preset projection
+    // (bench/NOTES.md, v6 and v7), and the reference.
     out = rs_candidates(spec, arch);
     out.push_back(reference_config(spec, arch));
     return out;
