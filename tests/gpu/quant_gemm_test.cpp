@@ -166,6 +166,44 @@ std::vector<QuantCase> rs_cases() {
   return out;
 }
 
+// One NVRTC compile of a test: its result is the pruning reason ("" when kept), or "threw: "
+// and the exception's message.
+struct TestCompile {
+  ProjectionSpec spec;
+  TileConfig config;
+  bool must_not_spill;  // else it only has to compile
+  std::string result;
+};
+
+// The compiles are independent: on every core.
+void compile_all(std::vector<TestCompile>& compiles) {
+  std::atomic<std::size_t> next{0};
+  std::vector<std::jthread> pool;
+  for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t)
+    pool.emplace_back([&] {
+      for (std::size_t i; (i = next++) < compiles.size();) {
+        TestCompile& c = compiles[i];
+        try {
+          c.result =
+              compile_candidates(c.spec, {c.config}, "sm_90a", 227 * 1024, "test", 1)[0].pruned;
+        } catch (const std::exception& e) {
+          c.result = std::string("threw: ") + e.what();
+        }
+      }
+    });
+}
+
+void expect_compiled(const std::vector<TestCompile>& compiles) {
+  for (const TestCompile& c : compiles) {
+    if (c.must_not_spill) {
+      EXPECT_EQ(c.result, "") << c.config.name() << " for " << c.spec.describe();
+    } else {
+      EXPECT_FALSE(c.result.starts_with("threw"))
+          << c.config.name() << " for " << c.spec.describe() << ": " << c.result;
+    }
+  }
+}
+
 // Without a GPU: the register-operand configs compile for the forward and dX of every rs case,
 // and without a spill for the presets' nf4 (with and without double quantization) and int8
 // projections.
@@ -179,13 +217,7 @@ TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
       }
     }
   }
-  struct Compile {
-    ProjectionSpec spec;
-    TileConfig config;
-    bool preset;         // must also compile without a spill
-    std::string result;  // the pruning reason, or the exception's message
-  };
-  std::vector<Compile> compiles;
+  std::vector<TestCompile> compiles;
   for (const int block_m : {128, 192, 256}) {
     for (const QuantCase& c : cases)
       if (block_m == 128 || c.spec.rank <= 32)
@@ -202,31 +234,8 @@ TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
           compiles.push_back({spec, rs_config(block_m), true, ""});
         }
   }
-  // About a hundred independent NVRTC compiles: on every core.
-  std::atomic<std::size_t> next{0};
-  {
-    std::vector<std::jthread> pool;
-    for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t)
-      pool.emplace_back([&] {
-        for (std::size_t i; (i = next++) < compiles.size();) {
-          Compile& c = compiles[i];
-          try {
-            c.result =
-                compile_candidates(c.spec, {c.config}, "sm_90a", 227 * 1024, "test", 1)[0].pruned;
-          } catch (const std::exception& e) {
-            c.result = std::string("threw: ") + e.what();
-          }
-        }
-      });
-  }
-  for (const Compile& c : compiles) {
-    if (c.preset) {
-      EXPECT_EQ(c.result, "") << c.config.name() << " for " << c.spec.describe();
-    } else {
-      EXPECT_TRUE(!c.result.starts_with("threw"))
-          << c.config.name() << " for " << c.spec.describe() << ": " << c.result;
-    }
-  }
+  compile_all(compiles);
+  expect_compiled(compiles);
 }
 
 // Without a GPU: the pinned TMA config compiles for the forward and dX of every such case (the
@@ -253,12 +262,11 @@ TEST(QuantGemmCases, TmaConfigCompilesForEveryCaseAndPresetsWithoutSpills) {
         for (const ProjectionSpec& s : forward_and_dx(spec)) presets.push_back(s);
       }
   const TileConfig tma = quantized_tma_config();
-  for (const ProjectionSpec& spec : specs)
-    EXPECT_NO_THROW(compile_candidates(spec, {tma}, "sm_90a", 227 * 1024, "test", 1))
-        << spec.describe();
-  for (const ProjectionSpec& spec : presets)
-    EXPECT_EQ(compile_candidates(spec, {tma}, "sm_90a", 227 * 1024, "test")[0].pruned, "")
-        << spec.describe();
+  std::vector<TestCompile> compiles;
+  for (const ProjectionSpec& spec : specs) compiles.push_back({spec, tma, false, ""});
+  for (const ProjectionSpec& spec : presets) compiles.push_back({spec, tma, true, ""});
+  compile_all(compiles);
+  expect_compiled(compiles);
 }
 
 std::string format_name(const ProjectionSpec& s) {
