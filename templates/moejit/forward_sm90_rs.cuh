@@ -1,9 +1,8 @@
 #pragma once
-// Hopper (sm_90a) MoE-LoRA GEMM over nf4 or int8_rowwise base weights with the weights as wgmma's A
-// operand in
-// registers: a CTA computes y^T = W x^T for BF output features by BR grouped rows, so each
-// accumulating thread decodes its own A fragments straight from the packed bytes and no decoded
-// weight goes through shared memory. Warp-specialized and persistent like forward_sm90_tma.cuh:
+// Hopper (sm_90a) MoE-LoRA GEMM over nf4 or int8_rowwise base weights with the weights as wgmma's
+// A operand in registers: a CTA computes y^T = W x^T for BF output features by BR grouped rows, so
+// each accumulating thread decodes its own A fragments straight from the packed bytes and no
+// decoded weight goes through shared memory. Warp-specialized and persistent like forward_sm90_tma.cuh:
 //  - one loading warpgroup fills each stage with the x tile (BR rows of 64 k, K-major under the
 //    128-byte swizzle: wgmma's B operand; by TMA for a grouped input, else by cp.async), the
 //    packed weight slice (cp.async) and its statistics: nf4, the fp32 scale of every 8-value
