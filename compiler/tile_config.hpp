@@ -21,9 +21,9 @@ struct TileConfig {
   // With tma: CTAs per cluster along the rows (1 or 2). Two CTAs take the halves of a 2 * block_m
   // row tile and multicast the weight tile they share, each loading half of it.
   int cluster_m = 1;
-  // nf4 and int8 weights on sm_90a: the register-operand kernel (forward_sm90_rs.cuh; tma and wgmma set
-  // too). Its tile is block_m grouped rows by block_n features, one accumulating warpgroup per 64
-  // features (warps_m = block_n / 16), with a prologue kernel for x * A^T.
+  // nf4 and int8 weights on sm_90a: the register-operand kernel (forward_sm90_rs.cuh; tma and wgmma
+  // set too). Its tile is block_m grouped rows by block_n features, one accumulating warpgroup per
+  // 64 features (warps_m = block_n / 16), with a prologue kernel for x * A^T.
   bool rs = false;
 
   int threads() const { return (tma ? 128 : 0) + 32 * warps_m * warps_n; }
