@@ -2,7 +2,8 @@
 // Hopper (sm_90a) MoE-LoRA GEMM over nf4 or int8_rowwise base weights with the weights as wgmma's
 // A operand in registers: a CTA computes y^T = W x^T for BF output features by BR grouped rows, so
 // each accumulating thread decodes its own A fragments straight from the packed bytes and no
-// decoded weight goes through shared memory. Warp-specialized and persistent like forward_sm90_tma.cuh:
+// decoded weight goes through shared memory. Warp-specialized and persistent like
+// forward_sm90_tma.cuh:
 //  - one loading warpgroup fills each stage with the x tile (BR rows of 64 k, K-major under the
 //    128-byte swizzle: wgmma's B operand; by TMA for a grouped input, else by cp.async), the
 //    packed weight slice (cp.async) and its statistics: nf4, the fp32 scale of every 8-value
@@ -403,6 +404,14 @@ struct ForwardRsKernel {
     cp_async_wait<0>();  // no copy outlives its thread
   }
 
+  // The 16 bytes at `column` of k rows 2q, 2q + 1, 2q + 8, 2q + 9 of k16 step kk in a
+  // feature-contiguous slice.
+  __device__ static void load_k_rows(const char* column, int kk, int q, unsigned (&c)[4][4]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      ld_shared_16(c[i], column + (16 * kk + 2 * q + (i & 1) + 8 * (i >> 1)) * kWStride);
+  }
+
   // The A fragments of k-block `slot`'s weight slice for this warp's 16 features: a[kk] for the
   // k16 step kk, in the mma.m16n8k16 A layout (rows = features g and g + 8, k pairs 2q, 2q + 1
   // and 2q + 8, 2q + 9 with q the lane's quad index). `feature_stat`: int8 over K-contiguous
@@ -442,9 +451,7 @@ struct ForwardRsKernel {
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         unsigned c[4][4];  // k rows 2q, 2q + 1, 2q + 8, 2q + 9 of this k16 step
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          ld_shared_16(c[i], column + (16 * kk + 2 * q + (i & 1) + 8 * (i >> 1)) * kWStride);
+        load_k_rows(column, kk, q, c);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int lo = (i >> 1) * 2, hi = lo + 1, word = i & 1;
@@ -490,9 +497,7 @@ struct ForwardRsKernel {
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         unsigned c[4][4];  // k rows 2q, 2q + 1, 2q + 8, 2q + 9 of this k16 step
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          ld_shared_16(c[i], column + (16 * kk + 2 * q + (i & 1) + 8 * (i >> 1)) * kWStride);
+        load_k_rows(column, kk, q, c);
         float2 stat[2];  // of k rows (2q, 2q + 1) and (2q + 8, 2q + 9)
 #pragma unroll
         for (int j = 0; j < 2; ++j)
