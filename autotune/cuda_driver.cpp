@@ -161,6 +161,14 @@ ContextGuard::~ContextGuard() {
   }
 }
 
+StreamScratch::StreamScratch(std::size_t bytes, CUstream stream, const char* what)
+    : stream_(stream) {
+  check(api().cuMemAllocAsync(&ptr_, bytes == 0 ? 1 : bytes, stream), what);
+}
+StreamScratch::~StreamScratch() {
+  api().cuMemFreeAsync(ptr_, stream_);
+}
+
 DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
   check(api().cuMemAlloc(&ptr_, bytes == 0 ? 1 : bytes), "cuMemAlloc");
 }

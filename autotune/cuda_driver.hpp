@@ -128,6 +128,22 @@ class DeviceBuffer {
   std::size_t bytes_ = 0;
 };
 
+// Stream-ordered scratch (cuMemAllocAsync): freed on the stream after the work queued on it
+// while it lived, also when that work was cut short by an error. `what` names the allocation in
+// the error.
+class StreamScratch {
+ public:
+  StreamScratch(std::size_t bytes, CUstream stream, const char* what);
+  ~StreamScratch();
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+  void* ptr() const { return reinterpret_cast<void*>(ptr_); }
+
+ private:
+  CUdeviceptr ptr_ = 0;
+  CUstream stream_;
+};
+
 class Module {
  public:
   Module() = default;

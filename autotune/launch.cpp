@@ -119,31 +119,16 @@ void launch_or_throw(CUfunction function, const LaunchDims& dims, int smem, CUst
     cuda::check(result, fmt::format("cuLaunchKernel({}{})", to_string(spec.op), what).c_str());
 }
 
-// Stream-ordered scratch: freed on the stream after the kernels that use it, also on an error.
-class StreamScratch {
- public:
-  StreamScratch(std::size_t bytes, CUstream stream) : stream_(stream) {
-    cuda::check(cuda::api().cuMemAllocAsync(&ptr_, bytes, stream), "cuMemAllocAsync(rs x*A^T)");
-  }
-  ~StreamScratch() { cuda::api().cuMemFreeAsync(ptr_, stream_); }
-  StreamScratch(const StreamScratch&) = delete;
-  StreamScratch& operator=(const StreamScratch&) = delete;
-  float* get() const { return reinterpret_cast<float*>(ptr_); }
-
- private:
-  CUdeviceptr ptr_ = 0;
-  CUstream stream_;
-};
-
 // The register-operand kernel: x * A^T by its prologue, then the GEMM reading it.
 void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const ForwardParams& params,
                std::int64_t rows, CUstream stream) {
-  std::optional<StreamScratch> scratch;
+  std::optional<cuda::StreamScratch> scratch;
   ForwardParams prologue_params = params;
   prologue_params.y = nullptr;
   if (params.xa_out == nullptr) {
-    scratch.emplace(static_cast<std::size_t>(rows) * spec.rank * sizeof(float), stream);
-    prologue_params.xa_out = scratch->get();
+    scratch.emplace(static_cast<std::size_t>(rows) * spec.rank * sizeof(float), stream,
+                    "cuMemAllocAsync(rs x*A^T)");
+    prologue_params.xa_out = static_cast<float*>(scratch->ptr());
   }
   const RsPrologue& prologue = kernel.prologue_view;
   void* prologue_args[] = {&prologue_params};

@@ -228,7 +228,7 @@ std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::st
 TileConfig default_config(const ProjectionSpec& spec, const std::string& arch) {
   // Hopper with 16-bit weights: the TMA tile that tuning picked most often in the v5b H100 run,
   // else the first narrower or shallower one that serves (tma_tile_serves; r = 64 needs block_n
-  // 128). Where no 128-row tile fits (r > 64) the reference serves.
+  // 128). Where no 128-row tile fits (r > 128) the reference serves.
   if (const std::vector<TileConfig> rs = rs_candidates(spec, arch); !rs.empty()) return rs.front();
   if (wgmma_supported(spec, arch) && !is_quantized(spec.weights))
     for (const TileConfig c : {TileConfig{128, 256, 64, 8, 1, 4, true, true},

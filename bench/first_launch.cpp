@@ -39,8 +39,7 @@ nlohmann::json measure_first_launch(const BenchOptions& options, const RowSpec& 
                                     Clock::time_point main_start) {
   cuda::ContextGuard context(0);
   const auto context_ready = Clock::now();
-  const ProjectionSpec spec =
-      with_weights(projection_spec(row.preset, row.projection, options.rank), row.weights);
+  const ProjectionSpec spec = row_spec(row, options);
   ProblemInputs inputs(spec, row.tokens, Fill::pattern, options.seed, /*with_backward=*/false);
   cuda::Stream stream;
   const auto inputs_ready = Clock::now();
@@ -79,6 +78,8 @@ nlohmann::json first_launch_in_child(const BenchOptions& options, const RowSpec&
                                    std::string(to_string(row.weights)),
                                    "--rank",
                                    std::to_string(options.rank),
+                                   "--b-storage",
+                                   std::string(to_string(options.b_storage)),
                                    "--tune-weights"};
   // The child tunes its row exactly when this process did: the row's format, or every other one.
   const bool tuned = options.tunes(row.weights);

@@ -69,8 +69,7 @@ bool wants_first_launch(const BenchOptions& o, const RowSpec& row) {
 
 void measure_row(const BenchOptions& o, const RowSpec& row, const std::filesystem::path& cache,
                  bool cold, nlohmann::json& out) {
-  const ProjectionSpec spec =
-      with_weights(projection_spec(row.preset, row.projection, o.rank), row.weights);
+  const ProjectionSpec spec = row_spec(row, o);
   const bool tune = o.tunes(row.weights);
   out["tuned"] = tune;
   {

@@ -57,6 +57,7 @@ struct CommandLine {
   bool first_launch = false;
   std::string preset;
   std::string gemm_config;
+  std::string b_storage = "peft";
 };
 
 void add_row_options(CLI::App& app, CommandLine& cl) {
@@ -86,6 +87,8 @@ void add_options(CLI::App& app, CommandLine& cl, BenchOptions& o) {
   app.add_option("--warmup", o.timing.warmup, "untimed launches")->capture_default_str();
   app.add_option("--reps", o.timing.reps, "timed launches (median)")->capture_default_str();
   app.add_option("--seed", o.seed, "seed of inputs and routing")->capture_default_str();
+  app.add_option("--b-storage", cl.b_storage, "LoRA B storage: peft, expert_major or stacked")
+      ->capture_default_str();
   app.add_option("--tune-weights", cl.tune_weights,
                  "weight formats whose rows are autotuned and their cold tune timed; the other "
                  "rows run the default configs, compiled ahead in parallel")
@@ -140,6 +143,7 @@ BenchOptions resolve(const CommandLine& cl, BenchOptions o) {
   o.cache = cl.cache;
   o.backward = !cl.no_backward;
   o.tune_weights = weights_named(cl.tune_weights, "--tune-weights");
+  o.b_storage = parse_b_storage(cl.b_storage, "--b-storage");
   if (!cl.gemm_config.empty()) o.gemm_config = parse_tile_config(cl.gemm_config);
   o.first_launch_weights.clear();
   if (!cl.no_first_launch)

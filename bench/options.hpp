@@ -40,7 +40,18 @@ struct BenchOptions {
   // The config the forward and dX of untuned rows run instead of the default (a kernel on trial).
   std::optional<TileConfig> gemm_config;
   std::uint64_t seed = 1;
+  // The LoRA B storage of every row (SPEC.md "LoRA factors"); PEFT's is what users have.
+  BStorage b_storage = BStorage::peft;
   std::filesystem::path self_exe;  // this program, started again for the first-launch child
 };
+
+// The problem of a row: its preset's projection at the options' rank and B storage, with its
+// weights.
+inline ProjectionSpec row_spec(const RowSpec& row, const BenchOptions& o) {
+  ProjectionSpec spec =
+      with_weights(projection_spec(row.preset, row.projection, o.rank), row.weights);
+  spec.b_storage = o.b_storage;
+  return spec;
+}
 
 }  // namespace moejit::bench

@@ -11,8 +11,7 @@ namespace moejit::bench {
 namespace {
 
 void compile_defaults(const BenchOptions& o, const PrecompileJob& job) {
-  const ProjectionSpec spec =
-      with_weights(projection_spec(job.row.preset, job.row.projection, o.rank), job.row.weights);
+  const ProjectionSpec spec = row_spec(job.row, o);
   Runtime runtime(
       RuntimeOptions{.cache_path = job.cache, .tune = false, .gemm_config = o.gemm_config});
   runtime.prepare(spec, job.row.tokens, o.backward);

@@ -60,6 +60,7 @@ nlohmann::json row_header(const TableContext& ctx, const RowSpec& row) {
           {"tokens", row.tokens},
           {"rank", ctx.options.rank},
           {"weights", to_string(row.weights)},
+          {"b_storage", to_string(ctx.options.b_storage)},
           {"experts", spec.experts},
           {"top_k", spec.top_k},
           {"in_features", spec.in_features},

@@ -45,7 +45,7 @@ GemmView gemm_view(const ProjectionSpec& s) {
     v.has_bias = s.has_bias;
     v.a_dtype = s.lora;
     v.b_dtype = s.lora;
-    v.b_storage = static_cast<int>(s.b_storage);
+    v.b_storage = forward_reads_packed_b(s) ? 3 : static_cast<int>(s.b_storage);
     return v;
   }
   if (s.op != OpKind::backward_dx)
@@ -63,6 +63,10 @@ GemmView gemm_view(const ProjectionSpec& s) {
   v.b_dtype = s.lora;  // A read as A^T
   v.b_storage = 3;
   return v;
+}
+
+bool forward_reads_packed_b(const ProjectionSpec& spec) {
+  return spec.op == OpKind::forward && spec.b_storage == BStorage::peft;
 }
 
 GradView grad_view(const ProjectionSpec& s) {

@@ -26,6 +26,13 @@ struct GemmView {
 };
 GemmView gemm_view(const ProjectionSpec& spec);  // op forward or backward_dx
 
+// Whether the forward kernel of `spec` reads B packed by pack_b (B_e^T rows, GemmView::b_storage
+// 3) rather than in its storage: PEFT's puts a rank's elements of one expert E apart, so each
+// 2-byte element of a tile's B_e would cost the loader a 32-byte sector (measured: qwen3-30b-a3b
+// down 1.4x slower forward than from stacked storage, bench/NOTES.md v8). The runtime runs pack_b
+// before such a forward.
+bool forward_reads_packed_b(const ProjectionSpec& spec);
+
 struct GradView {
   int d = 0;               // output columns (K for dA, N for dB)
   bool v_grouped = false;  // v rows in grouped order

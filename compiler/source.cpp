@@ -253,12 +253,12 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
                2 * (c.block_m * spec.rank * 4 + c.block_m * 8) + c.block_n / 64 * 4096 +
                (2 * c.stages + 4) * 8 + (16 + 256) * 4 + c.block_m * 4 + (spec.experts + 1) * 8;
       }
-      if (c.tma)  // stages, two buffers of B_e and destination rows, x*A^T, barriers, nf4 tables,
-                  // tile starts
+      if (c.tma)  // stages, two buffers of B_e and destination rows, a 512-byte store slice per
+                  // accumulating warp, barriers, nf4 tables, tile starts
         return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 +
-               2 * (c.block_n * padded_row_bytes(rp * 2) + c.block_m * 8) +
-               c.block_m * padded_row_bytes(rp * 2) + (2 * c.stages + 4) * 8 +
-               (spec.weights == WeightFormat::nf4 ? (16 + 256) * 4 : 0) + (spec.experts + 1) * 8;
+               2 * (c.block_n * padded_row_bytes(rp * 2) + c.block_m * 8) + c.block_m * 32 +
+               (2 * c.stages + 4) * 8 + (spec.weights == WeightFormat::nf4 ? (16 + 256) * 4 : 0) +
+               (spec.experts + 1) * 8;
       if (c.wgmma)  // 128-byte rows everywhere, plus slack to align the tiles to 1024 bytes
         return 1024 + c.stages * (c.block_m + c.block_n + rp) * 128 + epilogue;
       const int a = static_cast<int>(size_of(v.a_dtype));

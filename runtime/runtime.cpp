@@ -233,6 +233,18 @@ void Runtime::forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstr
   p.rows = rows;
   p.scale = args.scale;
   std::lock_guard lock(impl_->mutex);
+  // PEFT's B is packed into B_e^T rows first (compiler/kernel_view.hpp, forward_reads_packed_b).
+  std::optional<cuda::StreamScratch> packed_b;
+  if (forward_reads_packed_b(spec)) {
+    packed_b.emplace(
+        static_cast<std::size_t>(spec.experts) * spec.rank * spec.out_features * size_of(spec.lora),
+        stream, "cuMemAllocAsync(packed B)");
+    const AuxParams pack{args.lora_b, packed_b->ptr(), 0};
+    const ProjectionSpec pack_spec = op_spec(spec, OpKind::pack_b);
+    launch_kernel(impl_->get(pack_spec, args.tokens).handle, pack_spec, &pack, rows, stream);
+    ++impl_->stats.launches;
+    p.lora_b = packed_b->ptr();
+  }
   const LoadedKernel& k = impl_->get(spec, args.tokens);
   launch_forward(k.handle, spec, p, stream);
   ++impl_->stats.launches;
@@ -276,7 +288,7 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
     p.x = args.x;
     p.w = args.w;
     p.lora_a = args.lora_a;
-    p.lora_b = args.lora_b;
+    p.lora_b = forward_reads_packed_b(spec) ? b_packed : args.lora_b;  // not read without y
     p.expert_offsets = args.expert_offsets;
     p.scattered_idxs = args.sorted_scattered_idxs;
     p.xa_out = reinterpret_cast<float*>(workspace + ws.xa);
@@ -315,6 +327,7 @@ TileConfig Runtime::prepare(const ProjectionSpec& spec, std::int64_t tokens, boo
   if (tokens < 1) throw InvalidArgument("tokens", std::to_string(tokens), ">= 1");
   std::lock_guard lock(impl_->mutex);
   const TileConfig config = impl_->get(spec, tokens).handle.config;
+  if (forward_reads_packed_b(spec)) impl_->get(op_spec(spec, OpKind::pack_b), tokens);
   if (with_backward && spec.op == OpKind::forward)
     for (const ProjectionSpec& op : backward_ops(spec)) impl_->get(op, tokens);
   return config;

@@ -384,9 +384,11 @@ struct ForwardRsKernel {
         if constexpr (kNf4) scales[kBuf].store(t, kb, st + kXBytes, tables, p.offset);
         cp_async_mbarrier_arrive(full);
         // nf4's scales are plain stores: each warp's are released by its lane 0 after the warp
-        // has converged on them (int8 arrives all the same: one barrier count for both).
-        __syncwarp();
-        if ((threadIdx.x & 31) == 0) mbarrier_arrive(full);
+        // has converged on them (`full` counts these four arrivals for nf4 only).
+        if constexpr (kNf4) {
+          __syncwarp();
+          if ((threadIdx.x & 31) == 0) mbarrier_arrive(full);
+        }
         if (kNf4 && kb + 2 < KB) scales[kBuf].fetch(p, t, kb + 2);
         stage.advance();
         if (kb == kInputsAfter) {
@@ -675,8 +677,8 @@ struct ForwardRsKernel {
     QuantTables* tables = reinterpret_cast<QuantTables*>(smem + kTablesOffset);
     if (threadIdx.x == 0) {
       for (int s = 0; s < STAGES; ++s) {
-        // Each loader thread's cp.async arrival, each loader warp's scales, and the TMA one.
-        mbarrier_init(bars.full(s), 128 + 4 + 1);
+        // Each loader thread's cp.async arrival, each loader warp's nf4 scales, and the TMA one.
+        mbarrier_init(bars.full(s), 128 + (kNf4 ? 4 : 0) + 1);
         mbarrier_init(bars.empty(s), kConsumerThreads);  // every accumulating thread
       }
       for (int b = 0; b < 2; ++b) {

@@ -31,17 +31,17 @@ namespace moejit {
 // The epilogue of the TMA kernel, run by each accumulating warp (`warp` counts those warps) on
 // its 16 rows of the tile: x * A^T out when asked, then acc += round(s * x * A^T) * B^T on
 // mma.sync (a warp's slice of a wgmma accumulator has the m16n8 fragment layout), the bias,
-// rounding and the scatter of the rows. `bs` holds B_e's columns, `xas` is scratch for x * A^T.
+// rounding and the scatter of the rows. `bs` holds B_e's columns, `slices` 512 bytes per warp of
+// scratch for the stores.
 // The same steps as the end of ForwardSm90Kernel::run, which keeps its own copy (without v5d's
 // destination rows read once) until a GPU run verifies sharing this one (bench/NOTES.md, v5).
 template <class Cfg, int BM, int BN, int RP>
 __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const OutputTile& t,
                                               float (&acc)[BN / 2], float (&xa)[RP / 16][8],
-                                              int warp, const char* bs, char* xas,
+                                              int warp, const char* bs, char* slices,
                                               const long long* dst_rows, bool base) {
   using Act = typename Cfg::Act;
   using BTile = SwizzledTile<BN, RP * 2 / 16>;
-  using XaTile = SwizzledTile<BM, RP * 2 / 16>;
   constexpr int N = Cfg::kN, R = Cfg::kRank;
   constexpr bool kBf16 = DTypeTraits<Act>::kIsBf16;
   const int lane = threadIdx.x & 31;
@@ -61,28 +61,16 @@ __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const Outp
 
   if (!base) return;
 
-  // Epilogue 1: s * (x * A^T), rounded to the act dtype, to shared memory. The warp's lanes read
-  // these rows of the previous tile with ldmatrix: wait for all of them first.
-  __syncwarp();
 #pragma unroll
-  for (int q = 0; q < RP / 16; ++q) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int col = q * 16 + half * 8 + 2 * tq;
-      *reinterpret_cast<unsigned*>(xas + XaTile::byte_offset(row0, col, 2)) =
-          pack2<Act>(p.scale * xa[q][half * 4 + 0], p.scale * xa[q][half * 4 + 1]);
-      *reinterpret_cast<unsigned*>(xas + XaTile::byte_offset(row0 + 8, col, 2)) =
-          pack2<Act>(p.scale * xa[q][half * 4 + 2], p.scale * xa[q][half * 4 + 3]);
-    }
-  }
-  __syncwarp();  // each warp reads back only its own 16 rows
-
-  // Epilogue 2: acc += (s * x * A^T) * B^T on mma.sync, warp by warp.
-#pragma unroll
+  // acc += round(s * x * A^T) * B^T on mma.sync, warp by warp.
   for (int kr = 0; kr < RP / 16; ++kr) {
+    // The x * A^T accumulator of m64n16 holds, per warp, the m16n8 fragments of two 8-column
+    // halves, which packed in pairs are the m16n8k16 A fragment of those 16 ranks: no trip
+    // through shared memory.
     unsigned af[4];
-    const int arow = warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
-    ldmatrix_x4(af, xas + XaTile::chunk_offset(arow, kr * 2 + (lane >> 4)) * 16);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      af[i] = pack2<Act>(p.scale * xa[kr][2 * i], p.scale * xa[kr][2 * i + 1]);
 #pragma unroll
     for (int nj = 0; nj < BN / 16; ++nj) {
       unsigned bf[4];
@@ -94,7 +82,7 @@ __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const Outp
     }
   }
 
-  // Epilogue 3: bias, round, scatter.
+  // Bias, round, scatter.
   const Act* bias = static_cast<const Act*>(p.bias);
   Act* y = static_cast<Act*>(p.y);
   auto bias_pair = [&](int col, float& b0, float& b1) {
@@ -105,10 +93,10 @@ __device__ __forceinline__ void sm90_epilogue(const ForwardParams& p, const Outp
     }
   };
   // With y aligned to 16 bytes (N is a multiple of 8), the warp's 16 rows go out in 16-column
-  // slices: the fragments into shared memory (this warp's rows of xas, read by now), then one
+  // slices: the fragments into the warp's 512-byte slice of shared memory, then one
   // 16-byte store per lane, whole 32-byte sectors, instead of four 4-byte fragment stores.
   if ((reinterpret_cast<unsigned long long>(y) & 15) == 0) {
-    char* slice = xas + warp * 16 * XaTile::kStride * 16;  // 16 rows x 32 bytes
+    char* slice = slices + warp * 512;  // 16 rows x 32 bytes
     // Rows 4-7 of each 8 swap their 16-byte halves, so the fragment writes hit distinct banks.
     auto slice_offset = [](int row, int half) { return row * 32 + ((half ^ (row >> 2)) & 1) * 16; };
     const int my_row = lane >> 1, my_half = lane & 1;
@@ -206,14 +194,13 @@ struct ForwardTmaKernel {
 
   using XTile = SwizzledTile<BM, 8>;
   using BTile = SwizzledTile<BN, RP * 2 / 16>;
-  using XaTile = SwizzledTile<BM, RP * 2 / 16>;
   static constexpr int kXBytes = BM * 128, kWBytes = BN * 128, kABytes = RP * 128;
   static constexpr int kStageBytes = kXBytes + kWBytes + kABytes;  // a multiple of 1024
   // Per-tile epilogue inputs, double-buffered: B_e's columns, then the destination rows.
   static constexpr int kInputsBytes = BTile::kBytes + BM * 8;
   static constexpr int kInputsOffset = STAGES * kStageBytes;
-  static constexpr int kXaOffset = kInputsOffset + 2 * kInputsBytes;
-  static constexpr int kBarriersOffset = kXaOffset + XaTile::kBytes;
+  static constexpr int kSlicesOffset = kInputsOffset + 2 * kInputsBytes;  // 512 bytes per warp
+  static constexpr int kBarriersOffset = kSlicesOffset + BM * 32;
   // full[STAGES], empty[STAGES], inputs_full[2], inputs_empty[2]
   static constexpr int kTablesOffset = kBarriersOffset + (2 * STAGES + 4) * 8;
   static constexpr int kTileStartOffset =
@@ -272,13 +259,42 @@ struct ForwardTmaKernel {
   // (measured: four round trips per tile cost qwen3 gate_up a quarter of its time).
   __device__ static void stage_inputs(const ForwardParams& p, const OutputTile& t, char* inputs,
                                       int my_row, long long dst, bool first_of_row, bool base) {
+    const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
+    if constexpr (Cfg::kBStorage == kBStorageRowMajorT) {
+      // B_e^T rows (packed by pack_b): 8 columns of one rank are 16 contiguous bytes (N and n0
+      // are multiples of 8), so one 16-byte load each, all in flight before the stores.
+      constexpr int kChunks = BN / 8 * RP, kPerThread = (kChunks + 127) / 128;
+      // 16 registers: no spills (a batch past kPerThread has idx >= kChunks: no load, no store).
+      constexpr int kBatch = kPerThread < 4 ? kPerThread : 4;
+      for (int u0 = 0; u0 < kPerThread; u0 += kBatch) {
+        unsigned v[kBatch][4];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const int idx = (u0 + u) * 128 + threadIdx.x, j = idx / (BN / 8);
+          const int o = t.n0 + idx % (BN / 8) * 8;
+          v[u][0] = v[u][1] = v[u][2] = v[u][3] = 0;
+          if (base && idx < kChunks && j < R && o < N)
+            ld_global_16(v[u], lora_b + (static_cast<long long>(t.expert) * R + j) * N + o);
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const int idx = (u0 + u) * 128 + threadIdx.x, j = idx / (BN / 8), n = idx % (BN / 8) * 8;
+          if (idx < kChunks)
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+              *reinterpret_cast<unsigned short*>(inputs + BTile::byte_offset(n + e, j, 2)) =
+                  static_cast<unsigned short>(v[u][e / 2] >> (16 * (e % 2)));
+        }
+      }
+      if (first_of_row) reinterpret_cast<long long*>(inputs + BTile::kBytes)[my_row] = dst;
+      return;
+    }
     constexpr int kPerThread = BN * RP / 128;
     // 16 loads in flight where ptxas keeps them in registers (it spilled with quantized weights,
     // with block_n 128 at r = 16 and with block_m 64 at r = 64).
     constexpr int kBatch =
         !kQuant && BM == 128 && kPerThread % 16 == 0 && kPerThread >= 32 ? 16 : 8;
     static_assert(kPerThread % kBatch == 0, "B tile elements per loader thread");
-    const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
     for (int i0 = 0; base && i0 < kPerThread; i0 += kBatch) {
       LoraB v[kBatch];
 #pragma unroll
@@ -498,7 +514,7 @@ struct ForwardTmaKernel {
 
       mbarrier_wait(bars.inputs_full(inputs.slot), inputs.phase);
       const char* in = smem + kInputsOffset + inputs.slot * kInputsBytes;
-      sm90_epilogue<Cfg, BM, BN, RP>(p, t, acc, xa, warp, in, smem + kXaOffset,
+      sm90_epilogue<Cfg, BM, BN, RP>(p, t, acc, xa, warp, in, smem + kSlicesOffset,
                                      reinterpret_cast<const long long*>(in + BTile::kBytes), base);
       mbarrier_arrive(bars.inputs_empty(inputs.slot));
       inputs.advance();

@@ -37,11 +37,17 @@ __device__ __forceinline__ void ldmatrix_x2(unsigned (&r)[2], const void* smem) 
                : "r"(smem_addr(smem)));
 }
 
-// 16-byte shared load and global store (both addresses aligned to 16 bytes).
+// 16-byte shared load, global load and global store (addresses aligned to 16 bytes).
 __device__ __forceinline__ void ld_shared_16(unsigned (&v)[4], const void* smem) {
   asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
                : "r"(smem_addr(smem))
+               : "memory");
+}
+__device__ __forceinline__ void ld_global_16(unsigned (&v)[4], const void* gmem) {
+  asm volatile("ld.global.v4.b32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
+               : "l"(gmem)
                : "memory");
 }
 __device__ __forceinline__ void st_global_16(void* gmem, const unsigned (&v)[4]) {

@@ -1,5 +1,9 @@
 #include "tests/gpu/device_problem.hpp"
 
+#include <cstring>
+
+#include "compiler/kernel_view.hpp"
+
 namespace moejit::test {
 namespace {
 
@@ -8,6 +12,20 @@ cuda::DeviceBuffer upload(const std::vector<std::uint8_t>& bytes) {
   cuda::DeviceBuffer buffer(bytes.size());
   buffer.upload(bytes);
   return buffer;
+}
+
+// B_e^T rows ([E*r, N]) from PEFT's [N, r*E] storage, element by element.
+std::vector<std::uint8_t> packed_b(const ProjectionSpec& spec, const HostTensor& b) {
+  const std::size_t e_count = spec.experts, r = spec.rank, n = spec.out_features;
+  const std::size_t size = size_of(spec.lora);
+  const std::vector<std::uint8_t>& in = b.bytes();
+  std::vector<std::uint8_t> out(in.size());
+  for (std::size_t e = 0; e < e_count; ++e)
+    for (std::size_t j = 0; j < r; ++j)
+      for (std::size_t o = 0; o < n; ++o)
+        std::memcpy(&out[((e * r + j) * n + o) * size], &in[((o * r + j) * e_count + e) * size],
+                    size);
+  return out;
 }
 
 }  // namespace
@@ -21,6 +39,7 @@ DeviceProblem::DeviceProblem(const ProjectionSpec& spec, const ForwardInputs& in
       w_(upload(in.w.bytes())),
       a_(upload(in.a.bytes())),
       b_(upload(in.b.bytes())),
+      b_packed_(forward_reads_packed_b(spec) ? upload(packed_b(spec, in.b)) : cuda::DeviceBuffer{}),
       bias_(upload(in.bias.bytes())),
       expert_idxs_(upload(index_bytes(in.routing.sorted_expert_idxs, spec.index))),
       scattered_(upload(index_bytes(in.routing.sorted_scattered_idxs, spec.index))),
@@ -34,7 +53,7 @@ ForwardParams DeviceProblem::params() const {
   p.x = x_.ptr();
   p.w = w_.ptr();
   p.lora_a = a_.ptr();
-  p.lora_b = b_.ptr();
+  p.lora_b = forward_reads_packed_b(spec_) ? b_packed_.ptr() : b_.ptr();
   p.bias = bias_.ptr();
   p.expert_offsets = offsets_.ptr();
   p.scattered_idxs = scattered_.ptr();

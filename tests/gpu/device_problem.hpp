@@ -1,7 +1,8 @@
 #pragma once
 // The inputs of one forward call uploaded to the device, with a poisoned output buffer, in the two
 // forms the code under test takes: a ForwardParams block (launch_forward) and ForwardArgs
-// (Runtime::forward). Needs a current CUDA context for its whole life.
+// (Runtime::forward). Needs a current CUDA context for its whole life. A forward kernel that reads
+// B packed (forward_reads_packed_b) gets it packed here, as the runtime's pack_b would.
 #include <cstdint>
 
 #include "autotune/cuda_driver.hpp"
@@ -29,7 +30,7 @@ class DeviceProblem {
   ProjectionSpec spec_;
   std::int64_t tokens_ = 0, rows_ = 0;
   float scale_ = 1.0f;
-  cuda::DeviceBuffer x_, w_, a_, b_, bias_, expert_idxs_, scattered_, offsets_, y_;
+  cuda::DeviceBuffer x_, w_, a_, b_, b_packed_, bias_, expert_idxs_, scattered_, offsets_, y_;
 };
 
 }  // namespace moejit::test

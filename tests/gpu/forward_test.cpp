@@ -106,6 +106,24 @@ TEST(ForwardSweep, TmaSampleMatchesReference) {
       c.seed = 0x7A1E0 + static_cast<int>(layout) + 16 * cluster_m;
       cases.push_back(c);
     }
+  // r = 128: the Hopper default tile for 16-bit weights at that rank (x * A^T fragments of 64
+  // registers, B_e's 128 columns of 128 ranks staged per tile), both layouts, several tiles per
+  // CTA.
+  for (const WeightLayout layout : {WeightLayout::out_in, WeightLayout::in_out}) {
+    ForwardCase c;
+    c.spec.experts = 3;
+    c.spec.top_k = 2;
+    c.spec.in_features = 1000;
+    c.spec.out_features = 520;
+    c.spec.rank = 128;
+    c.spec.layout = layout;
+    c.spec.has_bias = layout == WeightLayout::in_out;
+    c.tokens = 2900;
+    c.routing = RoutingKind::skewed;
+    c.config = TileConfig{128, 128, 64, 8, 1, 3, true, true};
+    c.seed = 0x7A1F0 + static_cast<int>(layout);
+    cases.push_back(c);
+  }
   run_sweep(cases);
 }
 
