@@ -298,8 +298,9 @@ LaunchDims launch_dims(const ProjectionSpec& spec, const TileConfig& c, std::int
       d.dynamic_smem = dynamic_smem_bytes(spec, c);
       return d;
     case KernelFamily::pack_b: {
+      // One thread per (n, j) and 16 experts (templates/moejit/aux.cuh).
       const std::int64_t count =
-          static_cast<std::int64_t>(spec.experts) * spec.rank * spec.out_features;
+          static_cast<std::int64_t>((spec.experts + 15) / 16) * spec.rank * spec.out_features;
       d.grid_x = std::clamp<std::int64_t>((count + kAuxThreads - 1) / kAuxThreads, 1, 4096);
       d.threads = kAuxThreads;
       return d;

@@ -1,6 +1,6 @@
 #pragma once
-// Small helpers of the backward: packing B_e^T contiguously in the lora dtype (so the dx GEMM loads
-// it like A, with 16-byte copies, whatever B's storage), and summing the k per-slot dx rows of each
+// Small helpers: packing B_e^T contiguously in the lora dtype (so the dx GEMM loads it like A,
+// and the forward reads PEFT's B, with 16-byte copies), and summing the k per-slot dx rows of each
 // token in slot order (deterministic, fp32).
 #include "moejit/forward.cuh"
 
@@ -12,13 +12,24 @@ __global__ void __launch_bounds__(256) pack_lora_b(const AuxParams p) {
   constexpr int E = Cfg::kExperts, N = Cfg::kN, R = Cfg::kRank;
   const Lora* in = static_cast<const Lora*>(p.in);
   Lora* out = static_cast<Lora*>(p.out);
-  const long long count = static_cast<long long>(E) * R * N;
+  // A thread copies one (n, j) for 16 consecutive experts: adjacent threads write adjacent n,
+  // and PEFT's storage holds those 16 experts' elements in one 32-byte sector, which the thread
+  // reads once (an expert-major walk read a sector per element).
+  constexpr int kExpertsPerThread = 16;
+  constexpr int kChunks = (E + kExpertsPerThread - 1) / kExpertsPerThread;
+  const long long count = static_cast<long long>(kChunks) * R * N;
   for (long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; idx < count;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
     const int n = static_cast<int>(idx % N);
-    const long long ej = idx / N;
-    const int j = static_cast<int>(ej % R), e = static_cast<int>(ej / R);
-    out[idx] = in[lora_b_index<Cfg::kBStorage, E, N, R>(e, n, j)];
+    const long long cj = idx / N;
+    const int j = static_cast<int>(cj % R), e0 = static_cast<int>(cj / R) * kExpertsPerThread;
+#pragma unroll
+    for (int de = 0; de < kExpertsPerThread; ++de) {
+      const int e = e0 + de;
+      if (e < E)
+        out[(static_cast<long long>(e) * R + j) * N + n] =
+            in[lora_b_index<Cfg::kBStorage, E, N, R>(e, n, j)];
+    }
   }
 }
 
