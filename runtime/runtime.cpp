@@ -62,6 +62,10 @@ struct Runtime::Impl {
   CacheStore store;
   mutable std::mutex mutex;
   std::unordered_map<MemoryKey, LoadedKernel, MemoryKeyHash> loaded;
+  // The forward's packed B (PEFT storage), one buffer per stream so that calls on a stream reuse it
+  // in stream order; grown to the largest E*r*N seen (cuMemFree waits for work still using the old
+  // one). A stream-ordered allocation per call cost the first call about 10 ms of pool set-up.
+  std::unordered_map<CUstream, cuda::DeviceBuffer> packed_b;
   RuntimeStats stats;
 
   explicit Impl(RuntimeOptions opts)
@@ -234,16 +238,16 @@ void Runtime::forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstr
   p.scale = args.scale;
   std::lock_guard lock(impl_->mutex);
   // PEFT's B is packed into B_e^T rows first (compiler/kernel_view.hpp, forward_reads_packed_b).
-  std::optional<cuda::StreamScratch> packed_b;
   if (forward_reads_packed_b(spec)) {
-    packed_b.emplace(
-        static_cast<std::size_t>(spec.experts) * spec.rank * spec.out_features * size_of(spec.lora),
-        stream, "cuMemAllocAsync(packed B)");
-    const AuxParams pack{args.lora_b, packed_b->ptr(), 0};
+    const std::size_t bytes =
+        static_cast<std::size_t>(spec.experts) * spec.rank * spec.out_features * size_of(spec.lora);
+    cuda::DeviceBuffer& packed_b = impl_->packed_b[stream];
+    if (packed_b.bytes() < bytes) packed_b = cuda::DeviceBuffer(bytes);
+    const AuxParams pack{args.lora_b, packed_b.ptr(), 0};
     const ProjectionSpec pack_spec = op_spec(spec, OpKind::pack_b);
     launch_kernel(impl_->get(pack_spec, args.tokens).handle, pack_spec, &pack, rows, stream);
     ++impl_->stats.launches;
-    p.lora_b = packed_b->ptr();
+    p.lora_b = packed_b.ptr();
   }
   const LoadedKernel& k = impl_->get(spec, args.tokens);
   launch_forward(k.handle, spec, p, stream);

@@ -117,8 +117,8 @@ class Runtime {
 
   // y = x*Wd_e + s*(x*A_e^T)*B_e^T + bias_e for every grouped row, on `stream`.
   // Throws InvalidArgument (nothing launched) when an argument violates SPEC.md. With PEFT's B
-  // storage it first packs B (E*r*N elements of the lora dtype) into stream-ordered scratch
-  // (cuMemAllocAsync), freed on the stream after the forward.
+  // storage it first packs B (E*r*N elements of the lora dtype) into a buffer the Runtime keeps
+  // per stream (the largest E*r*N seen on it) until it is destroyed.
   void forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstream stream = nullptr);
 
   // dX, dA and dB for the forward described by `spec` (whose op is forward), on `stream`.
