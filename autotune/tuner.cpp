@@ -305,11 +305,13 @@ std::vector<CompiledCandidate> compile_candidates(const ProjectionSpec& spec,
 }
 
 TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::DeviceInfo& device,
-                const std::string& key) {
+                const std::string& key, std::vector<CompiledCandidate> precompiled) {
   TuneResult result;
   auto start = Clock::now();
-  result.candidates = compile_candidates(spec, candidate_configs(spec, device.arch()),
-                                         device.arch(), device.smem_optin_bytes, key);
+  result.candidates = !precompiled.empty()
+                          ? std::move(precompiled)
+                          : compile_candidates(spec, candidate_configs(spec, device.arch()),
+                                               device.arch(), device.smem_optin_bytes, key);
   result.compiled = static_cast<int>(result.candidates.size());
   // The reference checks the winner's result; compiled here when it is not a candidate (rare:
   // candidate_configs offers it where it can). Without it, no check.

@@ -67,9 +67,10 @@ struct TuneResult {
 };
 
 // Compiles, prunes and times the candidate space of spec.op (a tuned op) on the current device for
-// `tokens` tokens.
+// `tokens` tokens. `precompiled`, when not empty, is what compile_candidates returned for that
+// space (the caller compiled several ops' candidates at once); then nothing is compiled here.
 // Throws Error when every candidate is pruned.
 TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::DeviceInfo& device,
-                const std::string& key);
+                const std::string& key, std::vector<CompiledCandidate> precompiled = {});
 
 }  // namespace moejit

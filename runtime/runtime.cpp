@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <iostream>
 #include <mutex>
 #include <unordered_map>
@@ -66,6 +67,8 @@ struct Runtime::Impl {
   // in stream order; grown to the largest E*r*N seen (cuMemFree waits for work still using the old
   // one). A stream-ordered allocation per call cost the first call about 10 ms of pool set-up.
   std::unordered_map<CUstream, cuda::DeviceBuffer> packed_b;
+  // Candidates that prepare() compiled for several ops at once, taken by the op's tuning.
+  std::unordered_map<MemoryKey, std::vector<CompiledCandidate>, MemoryKeyHash> precompiled;
   RuntimeStats stats;
 
   explicit Impl(RuntimeOptions opts)
@@ -95,7 +98,12 @@ struct Runtime::Impl {
     CacheEntry entry;
     entry.key = key;
     if (tunable) {
-      const TuneResult tuned = tune(spec, bucket, device, key.text());
+      std::vector<CompiledCandidate> compiled;
+      if (const auto it = precompiled.find(MemoryKey{spec, bucket}); it != precompiled.end()) {
+        compiled = std::move(it->second);
+        precompiled.erase(it);
+      }
+      const TuneResult tuned = tune(spec, bucket, device, key.text(), std::move(compiled));
       stats.compiles += tuned.compiled;
       ++stats.tunes;
       stats.tune_pruned += tuned.pruned;
@@ -148,6 +156,38 @@ struct Runtime::Impl {
     if (result.source == BuildSource::cached) ++stats.cache_hits;
     if (result.source == BuildSource::waited) ++stats.cache_waits;
     return result.entry;
+  }
+
+  // Compiles the candidates of every op in `ops` that this call would tune (not loaded, no tuned
+  // entry stored) at once, on all cores: tuned one by one, each op waited for its slowest
+  // compile (the rs and TMA kernels take 1-2.5 s each), and the cold tune of a projection
+  // summed four such waits.
+  void precompile(const std::vector<ProjectionSpec>& ops, std::int64_t tokens) {
+    if (!options.tune) return;
+    std::vector<std::pair<MemoryKey, std::string>> todo;  // and the cache key text, for errors
+    for (const ProjectionSpec& op : ops) {
+      if (!is_tuned_op(op.op)) continue;
+      const MemoryKey mk{op, token_bucket(tokens)};
+      if (loaded.contains(mk) || precompiled.contains(mk)) continue;
+      const CacheKey key = key_for(op, mk.bucket, identity);
+      const LookupResult found = store.lookup(key);
+      if (found.status == LookupStatus::hit && found.entry->tuned) continue;
+      todo.emplace_back(mk, key.text());
+    }
+    if (todo.size() < 2) return;  // nothing to overlap
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::future<std::vector<CompiledCandidate>>> jobs;
+    for (const auto& [mk, key] : todo)
+      jobs.push_back(std::async(std::launch::async, [&, mk = mk, key = key] {
+        return compile_candidates(mk.spec, candidate_configs(mk.spec, identity.arch), identity.arch,
+                                  device.smem_optin_bytes, key);
+      }));
+    std::vector<std::vector<CompiledCandidate>> results;
+    for (auto& job : jobs) results.push_back(job.get());  // rethrows a compile error
+    for (std::size_t i = 0; i < todo.size(); ++i)
+      precompiled.emplace(todo[i].first, std::move(results[i]));
+    stats.tune_compile_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   const LoadedKernel& get(const ProjectionSpec& spec, std::int64_t tokens) {
@@ -330,10 +370,14 @@ TileConfig Runtime::prepare(const ProjectionSpec& spec, std::int64_t tokens, boo
   spec.validate();
   if (tokens < 1) throw InvalidArgument("tokens", std::to_string(tokens), ">= 1");
   std::lock_guard lock(impl_->mutex);
+  std::vector<ProjectionSpec> ops{spec};
+  if (with_backward && spec.op == OpKind::forward)
+    for (const ProjectionSpec& op : backward_ops(spec)) ops.push_back(op);
+  impl_->precompile(ops, tokens);
   const TileConfig config = impl_->get(spec, tokens).handle.config;
   if (forward_reads_packed_b(spec)) impl_->get(op_spec(spec, OpKind::pack_b), tokens);
-  if (with_backward && spec.op == OpKind::forward)
-    for (const ProjectionSpec& op : backward_ops(spec)) impl_->get(op, tokens);
+  for (std::size_t i = 1; i < ops.size(); ++i) impl_->get(ops[i], tokens);
+  impl_->precompiled.clear();  // what another process tuned meanwhile was not needed
   return config;
 }
 
