@@ -332,7 +332,8 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
     p.x = args.x;
     p.w = args.w;
     p.lora_a = args.lora_a;
-    p.lora_b = forward_reads_packed_b(spec) ? b_packed : args.lora_b;  // not read without y
+    // B as the forward's kernel reads it (the x*A^T-only mode leaves the TMA kernel's B unread).
+    p.lora_b = forward_reads_packed_b(spec) ? b_packed : args.lora_b;
     p.expert_offsets = args.expert_offsets;
     p.scattered_idxs = args.sorted_scattered_idxs;
     p.xa_out = reinterpret_cast<float*>(workspace + ws.xa);
