@@ -262,9 +262,10 @@ struct ForwardTmaKernel {
     const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
     if constexpr (Cfg::kBStorage == kBStorageRowMajorT) {
       // B_e^T rows (packed by pack_b): 8 columns of one rank are 16 contiguous bytes (N and n0
-      // are multiples of 8), so one 16-byte load each, all in flight before the stores.
+      // are multiples of 8), so one 16-byte load each, a batch of up to 4 in flight before its
+      // stores (16 registers: no spills; a batch past kPerThread has idx >= kChunks: no load, no
+      // store).
       constexpr int kChunks = BN / 8 * RP, kPerThread = (kChunks + 127) / 128;
-      // 16 registers: no spills (a batch past kPerThread has idx >= kChunks: no load, no store).
       constexpr int kBatch = kPerThread < 4 ? kPerThread : 4;
       for (int u0 = 0; u0 < kPerThread; u0 += kBatch) {
         unsigned v[kBatch][4];

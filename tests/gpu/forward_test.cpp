@@ -78,23 +78,31 @@ TEST(ForwardSweep, TmaSampleMatchesReference) {
     GTEST_SKIP() << "the TMA kernel needs sm_90a; this device is " << arch;
   std::vector<ForwardCase> cases =
       sampled_cases(kSweepSeed + 1, sampled_count(kTmaCases), KernelFamily::tma);
-  // The sampled cases have fewer output tiles than the GPU has SMs; these have several hundred,
-  // so each CTA of the persistent grid runs several tiles through the same stage ring (K = 1000:
-  // 16 k-blocks; N = 520 at block_n 128: 5 column tiles; about 94 row tiles of 64). Then the same
-  // in clusters of two, whose second CTA has no rows in an expert's odd last tile.
-  for (const int cluster_m : {1, 2})
-    for (const WeightLayout layout : {WeightLayout::out_in, WeightLayout::in_out}) {
-      ForwardCase c;
-      c.spec.experts = 8;
-      c.spec.top_k = 2;
-      c.spec.in_features = 1000;
-      c.spec.out_features = 520;
-      c.spec.rank = 16;
-      c.spec.layout = layout;
-      c.spec.has_bias = layout == WeightLayout::in_out;
-      c.tokens = 2900;
-      c.routing = RoutingKind::skewed;
-      c.config = TileConfig{.block_m = 64,
+  // A case of several hundred output tiles (K = 1000: 16 k-blocks; N = 520: 5 column tiles at
+  // block_n 128; 5,800 skewed rows), so each CTA of the persistent grid runs several tiles through
+  // the same stage ring; the sampled cases have fewer tiles than the GPU has SMs.
+  auto many_tiles = [&](int experts, int rank, WeightLayout layout, const TileConfig& config,
+                        std::uint64_t seed) {
+    ForwardCase c;
+    c.spec.experts = experts;
+    c.spec.top_k = 2;
+    c.spec.in_features = 1000;
+    c.spec.out_features = 520;
+    c.spec.rank = rank;
+    c.spec.layout = layout;
+    c.spec.has_bias = layout == WeightLayout::in_out;
+    c.tokens = 2900;
+    c.routing = RoutingKind::skewed;
+    c.config = config;
+    c.seed = seed;
+    cases.push_back(c);
+  };
+  for (const WeightLayout layout : {WeightLayout::out_in, WeightLayout::in_out}) {
+    // 64-row tiles, then the same in clusters of two, whose second CTA has no rows in an expert's
+    // odd last tile.
+    for (const int cluster_m : {1, 2})
+      many_tiles(8, 16, layout,
+                 TileConfig{.block_m = 64,
                             .block_n = 128,
                             .block_k = 64,
                             .warps_m = 4,
@@ -102,27 +110,12 @@ TEST(ForwardSweep, TmaSampleMatchesReference) {
                             .stages = 3,
                             .wgmma = true,
                             .tma = true,
-                            .cluster_m = cluster_m};
-      c.seed = 0x7A1E0 + static_cast<int>(layout) + 16 * cluster_m;
-      cases.push_back(c);
-    }
-  // r = 128: the Hopper default tile for 16-bit weights at that rank (x * A^T fragments of 64
-  // registers, B_e's 128 columns of 128 ranks staged per tile), both layouts, several tiles per
-  // CTA.
-  for (const WeightLayout layout : {WeightLayout::out_in, WeightLayout::in_out}) {
-    ForwardCase c;
-    c.spec.experts = 3;
-    c.spec.top_k = 2;
-    c.spec.in_features = 1000;
-    c.spec.out_features = 520;
-    c.spec.rank = 128;
-    c.spec.layout = layout;
-    c.spec.has_bias = layout == WeightLayout::in_out;
-    c.tokens = 2900;
-    c.routing = RoutingKind::skewed;
-    c.config = TileConfig{128, 128, 64, 8, 1, 3, true, true};
-    c.seed = 0x7A1F0 + static_cast<int>(layout);
-    cases.push_back(c);
+                            .cluster_m = cluster_m},
+                 0x7A1E0 + static_cast<int>(layout) + 16 * cluster_m);
+    // r = 128: the Hopper default tile for 16-bit weights at that rank (x * A^T fragments of 64
+    // registers, B_e's 128 columns of 128 ranks staged per tile).
+    many_tiles(3, 128, layout, TileConfig{128, 128, 64, 8, 1, 3, true, true},
+               0x7A1F0 + static_cast<int>(layout));
   }
   run_sweep(cases);
 }
