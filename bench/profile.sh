@@ -11,7 +11,7 @@
 # runtime's default configs run. Writes three files into OUT (default BUILD/profile-out), named
 # PRESET-PROJ-WEIGHTS-{kernels,forward,stalls}.txt, so that several profiles fit in what the device
 # machine returns; KEEP_REPORT=1 adds the Nsight Compute report (.ncu-rep). The raw CSVs and the
-# logs stay in a scratch folder (printed on failure).
+# logs stay in a scratch folder (printed on failure). KERNELS_ONLY=1 stops after the kernel times.
 set -euo pipefail
 BUILD=${1:-build}
 PRESET=${2:?preset}
@@ -47,6 +47,7 @@ for kernel, (n, us) in sorted(total.items(), key=lambda kv: -kv[1][1]):
     print(f"{us / n:10.1f} us  x{n:<3} {kernel}")
 PY
 cat "$NAME-kernels.txt"
+if [[ ${KERNELS_ONLY:-0} == 1 ]]; then rm -rf "$WORK"; exit 0; fi
 ncu --set full --kernel-name regex:moe_lora_forward --launch-skip 1 --launch-count 1 \
   -o "$WORK/forward" -f "${bench[@]}" >>"$WORK/ncu.log" 2>&1
 ncu --import "$WORK/forward.ncu-rep" --page details >"$NAME-forward.txt"

@@ -223,7 +223,10 @@ bool rs_serves(const ProjectionSpec& spec) {
 }
 
 RsPrologue rs_prologue(const ProjectionSpec& spec) {
-  RsPrologue out{spec, TileConfig{128, 128, 32, 4, 2, 3}};
+  // 128 rows by 16 features (8 warps of 16 rows), 64-k stages, 4 of them: the x rows stream at
+  // about 1.25x the rate of the 128 x 128 x 32 tile in 3 stages it had (Nsight Compute, qwen3
+  // nf4; bench/NOTES.md, v9). Its math is a few mma per row, the bytes in flight are what count.
+  RsPrologue out{spec, TileConfig{128, 16, 64, 8, 1, 4}};
   // It never reads the base weights: the 16-bit format keeps its stub free of the quantized path.
   out.spec.weights = spec.act == DType::fp16 ? WeightFormat::fp16 : WeightFormat::bf16;
   out.spec.quant_blocksize = 0;
@@ -266,9 +269,8 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
       return c.stages * stage + epilogue;
     }
     case KernelFamily::lora_grad:
-      // Per stage: the v tile and the high and low parts of the u tile.
-      return c.stages * c.block_k *
-             (padded_row_bytes(c.block_n * 2) + 2 * padded_row_bytes(rp * 2));
+      // Per stage: the v tile and the fp32 u rows, padded by 4 floats.
+      return c.stages * c.block_k * (padded_row_bytes(c.block_n * 2) + (rp + 4) * 4);
     default:
       return 0;
   }

@@ -28,15 +28,19 @@ struct LoraGradKernel {
   static_assert(D % 8 == 0, "D must be a multiple of 8 (16-byte rows)");
 
   using VTile = SwizzledTile<BK, BN * 2 / 16>;  // [row][d]
-  using UTile = SwizzledTile<BK, RP * 2 / 16>;  // [row][j]
-  // u is split into a high and a low part in the act dtype (two products keep ~16 bits of it).
-  static constexpr int kStageBytes = VTile::kBytes + 2 * UTile::kBytes;
+  // u stays fp32 in the stage, BK rows of RP + 4 floats: the 4 put a fragment's rows 2tq of the
+  // four lane quads on distinct banks. The tensor cores take it as a high and a low part in the
+  // act dtype (two products keep ~16 bits of it), split when the fragments are built.
+  static constexpr int kUStride = RP + 4;
+  static constexpr int kStageBytes = VTile::kBytes + BK * kUStride * 4;
   static constexpr int kSmemBytes = STAGES * kStageBytes;
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
 
-  // Issues the loads of rows [r0, r0 + BK) of this expert into one stage: v by cp.async
-  // (gathered), u converted from fp32 by ordinary loads and stores.
+  // Issues the copies of rows [r0, r0 + BK) of this expert into one stage: v gathered, u's fp32
+  // rows by cp.async too (plain loads of them stalled the CTA for a round trip every stage),
+  // 16 bytes at a time where R is a multiple of 4 and u aligned, else 4. Rows past the expert
+  // and ranks past R become zeros.
   __device__ static void load_stage(const LoraGradParams& p, char* stage, long long r0,
                                     long long end, int d0) {
     const char* v = static_cast<const char*>(p.v);
@@ -53,19 +57,36 @@ struct LoraGradKernel {
       cp_async_16(stage + VTile::chunk_offset(row, ch) * 16, valid ? v + (src * D + d) * 2 : v,
                   valid);
     }
-    char* us = stage + VTile::kBytes;
-    for (int idx = threadIdx.x; idx < BK * (RP / 2); idx += kThreads) {
-      const int row = idx / (RP / 2), j = (idx % (RP / 2)) * 2;
-      const long long i = r0 + row;
-      float u0 = 0.f, u1 = 0.f;
-      if (i < end) {
-        if (j < R) u0 = p.u[i * R + j];
-        if (j + 1 < R) u1 = p.u[i * R + j + 1];
+    float* us = reinterpret_cast<float*>(stage + VTile::kBytes);
+    if (R % 4 == 0 && (reinterpret_cast<unsigned long long>(p.u) & 15) == 0) {
+      constexpr int UC = RP / 4;
+      for (int c = threadIdx.x; c < BK * UC; c += kThreads) {
+        const int row = c / UC, j = c % UC * 4;
+        const long long i = r0 + row;
+        const bool valid = i < end && j < R;
+        cp_async_16(us + row * kUStride + j, valid ? p.u + i * R + j : p.u, valid);
       }
-      const float h0 = to_float(from_float<Act>(u0)), h1 = to_float(from_float<Act>(u1));
-      *reinterpret_cast<unsigned*>(us + UTile::byte_offset(row, j, 2)) = pack2<Act>(u0, u1);
-      *reinterpret_cast<unsigned*>(us + UTile::kBytes + UTile::byte_offset(row, j, 2)) =
-          pack2<Act>(u0 - h0, u1 - h1);
+    } else {
+      for (int c = threadIdx.x; c < BK * RP; c += kThreads) {
+        const int row = c / RP, j = c % RP;
+        const long long i = r0 + row;
+        const bool valid = i < end && j < R;
+        cp_async_4(us + row * kUStride + j, valid ? p.u + i * R + j : p.u, valid);
+      }
+    }
+  }
+
+  // The m16n8k16 A fragment of u^T (m = rank j0 + g, + 8; k = rows k0 + 2tq, + 1, + 8, + 9) from
+  // the fp32 stage, split into its act-dtype rounding and the rounding of the rest.
+  __device__ static void u_fragments(const float* us, int j0, int k0, int lane, unsigned (&hi)[4],
+                                     unsigned (&lo)[4]) {
+    const int g = lane >> 2, tq = lane & 3;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int j = j0 + g + (i & 1) * 8, k = k0 + 2 * tq + (i >> 1) * 8;
+      const float u0 = us[k * kUStride + j], u1 = us[(k + 1) * kUStride + j];
+      hi[i] = pack2<Act>(u0, u1);
+      lo[i] = pack2<Act>(u0 - to_float(from_float<Act>(u0)), u1 - to_float(from_float<Act>(u1)));
     }
   }
 
@@ -94,19 +115,13 @@ struct LoraGradKernel {
         load_stage(p, smem + (next % STAGES) * kStageBytes, begin + next * BK, end, d0);
       cp_async_commit();
       const char* vs = smem + (step % STAGES) * kStageBytes;
-      const char* us = vs + VTile::kBytes;
 #pragma unroll
       for (int kk = 0; kk < BK / 16; ++kk) {
         unsigned af[MF][4], af_lo[MF][4];
 #pragma unroll
-        for (int mi = 0; mi < MF; ++mi) {
-          // A = u^T: stored [row = k][j = m], so the transposing ldmatrix yields row-major A.
-          const int q = lane >> 3;
-          const int row = kk * 16 + (q >> 1) * 8 + (lane & 7);
-          const int ch = (warp_m * WM + mi * 16 + (q & 1) * 8) / 8;
-          ldmatrix_x4_trans(af[mi], us + UTile::chunk_offset(row, ch) * 16);
-          ldmatrix_x4_trans(af_lo[mi], us + UTile::kBytes + UTile::chunk_offset(row, ch) * 16);
-        }
+        for (int mi = 0; mi < MF; ++mi)
+          u_fragments(reinterpret_cast<const float*>(vs + VTile::kBytes), warp_m * WM + mi * 16,
+                      kk * 16, lane, af[mi], af_lo[mi]);
 #pragma unroll
         for (int nj = 0; nj < NF / 2; ++nj) {
           unsigned bf[4];

@@ -210,6 +210,23 @@ TEST_F(BackwardRuntime, PreparedBackwardCompilesNothingMore) {
   EXPECT_EQ(runtime.stats().compiles, compiles) << "prepare(with_backward) left kernels to compile";
 }
 
+// pack_b reads PEFT's B 16 bytes at a time where a thread's experts fill whole words (8 or 16
+// experts of bf16, 16 of fp32: one, two and four words), else element by element (12 experts).
+TEST_F(BackwardRuntime, PeftBPackedInWordsOrElementsMatchesReference) {
+  Runtime runtime(options(false));
+  for (const auto& [experts, lora] : {std::pair{8, DType::bf16}, std::pair{32, DType::bf16},
+                                      std::pair{16, DType::fp32}, std::pair{12, DType::bf16}}) {
+    BackwardCase c = small_case(true);
+    c.spec.experts = experts;
+    c.spec.top_k = 4;
+    c.spec.lora = lora;
+    c.spec.layout = WeightLayout::out_in;
+    c.spec.b_storage = BStorage::peft;
+    c.seed = 40 + experts;
+    expect_passes(runtime, c);
+  }
+}
+
 TEST_F(BackwardRuntime, TunedCallMatchesReferenceAndTunesOnce) {
   BackwardCase c;
   c.spec.experts = 8;
