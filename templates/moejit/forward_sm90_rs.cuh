@@ -33,12 +33,6 @@
 
 namespace moejit {
 
-// 8-byte asynchronous global->shared copy (zero-filled when !valid); .ca: .cg takes 16 bytes only.
-__device__ __forceinline__ void cp_async_8(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
-               "r"(valid ? 8 : 0));
-}
-
 // Byte `selector & 7` of the 8 bytes {hi, lo} (lo = bytes 0-3), sign-extended: `selector` is a
 // prmt control whose other three nibbles are (selector & 7) | 8, so one prmt does both.
 __device__ __forceinline__ int signed_byte(unsigned lo, unsigned hi, unsigned selector) {
