@@ -5,7 +5,8 @@
 // dB_e^T = s (X_e A_e^T)^T dY_e is u = x*A^T, v = dy, D = N, written transposed into B's storage.
 // Each CTA owns an r x BLOCK_N slice of one expert's output and walks all of that expert's rows in
 // order, so no atomics are needed and results are bitwise reproducible; an expert with no rows
-// writes zeros. u (fp32) is rounded to the act dtype for the tensor cores.
+// writes zeros. Everything a stage needs (v rows, u rows, the next stages' row indices) comes by
+// cp.async; u (fp32) reaches the tensor cores as its act-dtype rounding plus that of the rest.
 #include "moejit/forward.cuh"
 
 namespace moejit {
