@@ -269,11 +269,8 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
       return c.stages * stage + epilogue;
     }
     case KernelFamily::lora_grad:
-      // Per stage: the v tile, the fp32 u rows (padded by 4 floats) and u's high and low parts;
-      // then a ring of 2 * stages stages' source row indices.
-      return c.stages * c.block_k *
-             (padded_row_bytes(c.block_n * 2) + (rp + 4) * 4 + 2 * padded_row_bytes(rp * 2) +
-              2 * static_cast<int>(size_of(spec.index)));
+      // Per stage: the v tile and the fp32 u rows, padded by 4 floats.
+      return c.stages * c.block_k * (padded_row_bytes(c.block_n * 2) + (rp + 4) * 4);
     default:
       return 0;
   }

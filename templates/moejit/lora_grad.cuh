@@ -5,8 +5,8 @@
 // dB_e^T = s (X_e A_e^T)^T dY_e is u = x*A^T, v = dy, D = N, written transposed into B's storage.
 // Each CTA owns an r x BLOCK_N slice of one expert's output and walks all of that expert's rows in
 // order, so no atomics are needed and results are bitwise reproducible; an expert with no rows
-// writes zeros. Everything a stage needs (v rows, u rows, the next stages' row indices) comes by
-// cp.async; u (fp32) reaches the tensor cores as its act-dtype rounding plus that of the rest.
+// writes zeros. v and u both come by cp.async; u (fp32) reaches the tensor cores as its act-dtype
+// rounding plus that of the rest, split where each warp builds its fragments.
 #include "moejit/forward.cuh"
 
 namespace moejit {
@@ -23,82 +23,38 @@ struct LoraGradKernel {
   static constexpr int kThreads = 32 * WARPS_M * WARPS_N;
   static constexpr int WM = RP / WARPS_M, WN = BN / WARPS_N;
   static constexpr int MF = WM / 16, NF = WN / 8;
-  // Ranks up to 16 with small warp tiles (16 accumulators) get at most 64 registers a thread, so
-  // that registers do not hold an SM to fewer CTAs than its shared memory does: this
-  // memory-bound kernel wants copies in flight from many CTAs. Larger ones would spill there.
-  static constexpr int kMinBlocks = RP == 16 && MF * NF * 4 <= 16 ? 1024 / kThreads : 1;
   static constexpr bool kBf16 = DTypeTraits<Act>::kIsBf16;
   static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tile must be a multiple of 16x16");
   static_assert(BK % 16 == 0, "rows per step must be a multiple of 16");
   static_assert(D % 8 == 0, "D must be a multiple of 8 (16-byte rows)");
 
   using VTile = SwizzledTile<BK, BN * 2 / 16>;  // [row][d]
-  // u arrives fp32, BK rows of RP + 4 floats (the 4 keep the splitting reads off each other's
-  // banks); the tensor cores take it as a high and a low part in the act dtype (two products
-  // keep ~16 bits of it), split once per stage by the whole CTA into two tiles of their own.
-  using UTile = SwizzledTile<BK, RP * 2 / 16>;  // [row][j]
+  // u stays fp32 in the stage, BK rows of RP + 4 floats: the 4 put a fragment's rows 2tq of the
+  // four lane quads on distinct banks. The tensor cores take it as a high and a low part in the
+  // act dtype (two products keep ~16 bits of it), split when the fragments are built.
   static constexpr int kUStride = RP + 4;
-  static constexpr int kU32Bytes = BK * kUStride * 4;
-  static constexpr int kStageBytes = VTile::kBytes + kU32Bytes + 2 * UTile::kBytes;
-  // Gathered v: the stages' source indices come by cp.async too, into a ring of 2 * STAGES
-  // stages' worth after the stages, 2 (STAGES - 1) stages before their v copies are issued; a
-  // plain load of them stalled every stage for a round trip (Nsight Compute: long-scoreboard
-  // stalls first, DRAM under half busy).
-  static constexpr int kIndexRing = 2 * STAGES;
-  static constexpr int kIndexOffset = STAGES * kStageBytes;
-  static constexpr int kSmemBytes =
-      kIndexOffset + kIndexRing * BK * static_cast<int>(sizeof(Index));
+  static constexpr int kStageBytes = VTile::kBytes + BK * kUStride * 4;
+  static constexpr int kSmemBytes = STAGES * kStageBytes;
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
 
-  // v rows of a stage: kThreadsPerRow threads copy each row's VC 16-byte chunks, so a thread
-  // looks up one row index per stage (16 threads each loading every row's index made the index
-  // loads a fifth of the kernel's memory instructions).
-  static constexpr int VC = BN / 8;
-  static constexpr int kThreadsPerRow = kThreads / BK;
-  static_assert(kThreads % BK == 0 && VC % kThreadsPerRow == 0,
-                "whole rows of v chunks per thread group");
-
-  // Issues the copies of stage `stage`'s source indices into the ring (gathered v only).
-  __device__ static void copy_indices(const LoraGradParams& p, char* smem, int stage,
-                                      long long begin, long long end) {
-    if (Cfg::kVGrouped || threadIdx.x >= BK) return;
-    const long long i = begin + static_cast<long long>(stage) * BK + threadIdx.x;
-    Index* slot =
-        reinterpret_cast<Index*>(smem + kIndexOffset) + stage % kIndexRing * BK + threadIdx.x;
-    const Index* from = static_cast<const Index*>(p.scattered_idxs) + (i < end ? i : 0);
-    if constexpr (sizeof(Index) == 8)
-      cp_async_8(slot, from, i < end);
-    else
-      cp_async_4(slot, from, i < end);
-  }
-
-  // This thread's v row of stage `stage` (an x or dy row), -1 past the expert: the grouped row,
-  // or its source by the index in the ring (`from_ring`) or in global memory.
-  __device__ static long long v_source(const LoraGradParams& p, const char* smem, int stage,
-                                       long long begin, long long end, bool from_ring) {
-    const int row = threadIdx.x / kThreadsPerRow;
-    const long long i = begin + static_cast<long long>(stage) * BK + row;
-    if (i >= end) return -1;
-    if constexpr (Cfg::kVGrouped) return i;
-    const long long slot = from_ring ? static_cast<long long>(reinterpret_cast<const Index*>(
-                                           smem + kIndexOffset)[stage % kIndexRing * BK + row])
-                                     : load_index<Index>(p.scattered_idxs, i);
-    return slot / Cfg::kGatherDiv;
-  }
-
-  // Issues the copies of rows [r0, r0 + BK) of this expert into one stage: this thread's chunks
-  // of v row `src`, and u's fp32 rows by cp.async too (plain loads of them stalled the CTA for a
-  // round trip every stage), 16 bytes at a time where R is a multiple of 4 and u aligned, else
-  // 4. Rows past the expert and ranks past R become zeros.
-  __device__ static void load_stage(const LoraGradParams& p, char* stage, long long src,
-                                    long long r0, long long end, int d0) {
+  // Issues the copies of rows [r0, r0 + BK) of this expert into one stage: v gathered, u's fp32
+  // rows by cp.async too (plain loads of them stalled the CTA for a round trip every stage),
+  // 16 bytes at a time where R is a multiple of 4 and u aligned, else 4. Rows past the expert
+  // and ranks past R become zeros.
+  __device__ static void load_stage(const LoraGradParams& p, char* stage, long long r0,
+                                    long long end, int d0) {
     const char* v = static_cast<const char*>(p.v);
-    const int row = threadIdx.x / kThreadsPerRow, part = threadIdx.x % kThreadsPerRow;
-#pragma unroll
-    for (int i = 0; i < VC / kThreadsPerRow; ++i) {
-      const int ch = part + i * kThreadsPerRow, d = d0 + ch * 8;
-      const bool valid = src >= 0 && d < D;
+    constexpr int VC = BN / 8;
+    for (int c = threadIdx.x; c < BK * VC; c += kThreads) {
+      const int row = c / VC, ch = c % VC, d = d0 + ch * 8;
+      const long long i = r0 + row;
+      bool valid = i < end && d < D;
+      long long src = 0;
+      if (valid) {
+        const long long slot = load_index<Index>(p.scattered_idxs, i);
+        src = Cfg::kVGrouped ? i : slot / Cfg::kGatherDiv;
+      }
       cp_async_16(stage + VTile::chunk_offset(row, ch) * 16, valid ? v + (src * D + d) * 2 : v,
                   valid);
     }
@@ -121,18 +77,17 @@ struct LoraGradKernel {
     }
   }
 
-  // The stage's u rows into their high and low parts (rounded to the act dtype, then the rest).
-  __device__ static void split_u(char* stage) {
-    const float* u32 = reinterpret_cast<const float*>(stage + VTile::kBytes);
-    char* hi = stage + VTile::kBytes + kU32Bytes;
-    char* lo = hi + UTile::kBytes;
-    for (int idx = threadIdx.x; idx < BK * (RP / 2); idx += kThreads) {
-      const int row = idx / (RP / 2), j = idx % (RP / 2) * 2;
-      const float2 u = *reinterpret_cast<const float2*>(u32 + row * kUStride + j);
-      const float h0 = to_float(from_float<Act>(u.x)), h1 = to_float(from_float<Act>(u.y));
-      *reinterpret_cast<unsigned*>(hi + UTile::byte_offset(row, j, 2)) = pack2<Act>(u.x, u.y);
-      *reinterpret_cast<unsigned*>(lo + UTile::byte_offset(row, j, 2)) =
-          pack2<Act>(u.x - h0, u.y - h1);
+  // The m16n8k16 A fragment of u^T (m = rank j0 + g, + 8; k = rows k0 + 2tq, + 1, + 8, + 9) from
+  // the fp32 stage, split into its act-dtype rounding and the rounding of the rest.
+  __device__ static void u_fragments(const float* us, int j0, int k0, int lane, unsigned (&hi)[4],
+                                     unsigned (&lo)[4]) {
+    const int g = lane >> 2, tq = lane & 3;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int j = j0 + g + (i & 1) * 8, k = k0 + 2 * tq + (i >> 1) * 8;
+      const float u0 = us[k * kUStride + j], u1 = us[(k + 1) * kUStride + j];
+      hi[i] = pack2<Act>(u0, u1);
+      lo[i] = pack2<Act>(u0 - to_float(from_float<Act>(u0)), u1 - to_float(from_float<Act>(u1)));
     }
   }
 
@@ -148,46 +103,26 @@ struct LoraGradKernel {
     const int steps = static_cast<int>((end - begin + BK - 1) / BK);
 
     float acc[MF][NF][4] = {};
-    // The first stages' indices by plain loads (one round trip, all in flight together); the
-    // indices of the stages that the first STAGES - 1 iterations load ride in the first group.
-    long long first_src[STAGES - 1];
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) first_src[s] = v_source(p, smem, s, begin, end, false);
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < steps) load_stage(p, smem + s * kStageBytes, first_src[s], begin + s * BK, end, d0);
-      if (s == 0)
-        for (int t = STAGES - 1; t < 2 * STAGES - 2 && t < steps; ++t)
-          copy_indices(p, smem, t, begin, end);
+      if (s < steps) load_stage(p, smem + s * kStageBytes, begin + s * BK, end, d0);
       cp_async_commit();
     }
     for (int step = 0; step < steps; ++step) {
-      // Completes the group of iteration step - STAGES + 1 (or the first): with it this stage's
-      // copies and the indices of stage `next`.
       cp_async_wait<STAGES - 2>();
       __syncthreads();
       const int next = step + STAGES - 1;
       if (next < steps)
-        load_stage(p, smem + (next % STAGES) * kStageBytes,
-                   v_source(p, smem, next, begin, end, true), begin + next * BK, end, d0);
-      if (next + STAGES - 1 < steps) copy_indices(p, smem, next + STAGES - 1, begin, end);
+        load_stage(p, smem + (next % STAGES) * kStageBytes, begin + next * BK, end, d0);
       cp_async_commit();
-      char* vs = smem + (step % STAGES) * kStageBytes;
-      split_u(vs);
-      __syncthreads();
-      const char* us = vs + VTile::kBytes + kU32Bytes;
+      const char* vs = smem + (step % STAGES) * kStageBytes;
 #pragma unroll
       for (int kk = 0; kk < BK / 16; ++kk) {
         unsigned af[MF][4], af_lo[MF][4];
 #pragma unroll
-        for (int mi = 0; mi < MF; ++mi) {
-          // A = u^T: stored [row = k][j = m], so the transposing ldmatrix yields row-major A.
-          const int q = lane >> 3;
-          const int row = kk * 16 + (q >> 1) * 8 + (lane & 7);
-          const int ch = (warp_m * WM + mi * 16 + (q & 1) * 8) / 8;
-          ldmatrix_x4_trans(af[mi], us + UTile::chunk_offset(row, ch) * 16);
-          ldmatrix_x4_trans(af_lo[mi], us + UTile::kBytes + UTile::chunk_offset(row, ch) * 16);
-        }
+        for (int mi = 0; mi < MF; ++mi)
+          u_fragments(reinterpret_cast<const float*>(vs + VTile::kBytes), warp_m * WM + mi * 16,
+                      kk * 16, lane, af[mi], af_lo[mi]);
 #pragma unroll
         for (int nj = 0; nj < NF / 2; ++nj) {
           unsigned bf[4];
@@ -225,7 +160,7 @@ struct LoraGradKernel {
 };
 
 template <class Cfg>
-__global__ void __launch_bounds__(LoraGradKernel<Cfg>::kThreads, LoraGradKernel<Cfg>::kMinBlocks)
+__global__ void __launch_bounds__(LoraGradKernel<Cfg>::kThreads)
     moe_lora_grad(const LoraGradParams params) {
   LoraGradKernel<Cfg>::run(params);
 }

@@ -70,6 +70,24 @@ TEST(DefaultConfigLargeRanks, HopperDefaultsCompileWithoutSpills) {
     }
 }
 
+// The LoRA-gradient kernels' defaults fit the smallest opt-in (sm_86 / sm_89 parts) up to
+// rank 192: their stages hold fp32 u rows, and a layout that grew them had cut that to 160.
+TEST(DefaultConfigLargeRanks, LoraGradDefaultsFitSmallestSharedMemory) {
+  for (const int rank : {16, 64, 128, 160, 176, 192}) {
+    const ProjectionSpec forward =
+        projection_spec(find_preset("mixtral-8x7b").value(), Projection::down, rank);
+    int grads = 0;
+    for (const ProjectionSpec& op : backward_ops(forward)) {
+      if (op.op != OpKind::grad_a && op.op != OpKind::grad_b) continue;
+      ++grads;
+      const TileConfig config = default_config(op, "sm_80");
+      EXPECT_LE(dynamic_smem_bytes(op, config), smallest_smem_optin("sm_80"))
+          << config.name() << " for " << op.describe();
+    }
+    EXPECT_EQ(grads, 2) << "rank " << rank;
+  }
+}
+
 std::string case_name(const ::testing::TestParamInfo<DefaultCase>& info) {
   std::string preset(model_presets()[std::get<1>(info.param)].name);
   for (char& c : preset)
