@@ -6,6 +6,7 @@
 #include <chrono>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "autotune/launch.hpp"
@@ -93,25 +94,42 @@ int padded_rank(const ProjectionSpec& spec) {
   return (spec.rank + 15) / 16 * 16;
 }
 
-std::vector<TileConfig> lora_grad_candidates(const ProjectionSpec& spec) {
+// lora_grad configs: block_m is the ranks a CTA covers (the rank padded to 16 * warps_m),
+// warps_m splits them and warps_n splits each stage's rows (templates/moejit/lora_grad.cuh).
+// Each warp holds 4 * (block_m / warps_m / 16) * (block_n / 8) accumulators: at most 128.
+std::optional<TileConfig> lora_grad_config(const ProjectionSpec& spec, int block_n, int block_k,
+                                           int warps_n, int stages) {
   const int rp = padded_rank(spec);
+  const int warps_m = rp <= 128 ? rp / 16 : 4;
+  const int block_m = (spec.rank + 16 * warps_m - 1) / (16 * warps_m) * (16 * warps_m);
+  const int threads = 32 * warps_m * warps_n, chunks_per_row = block_n / 8;
+  if (warps_m * warps_n > 8 || block_k % (16 * warps_n) != 0 || threads % chunks_per_row != 0 ||
+      threads / chunks_per_row > block_k || 4 * (block_m / warps_m / 16) * chunks_per_row > 128)
+    return std::nullopt;
+  return TileConfig{block_m, block_n, block_k, warps_m, warps_n, stages};
+}
+
+std::vector<TileConfig> lora_grad_candidates(const ProjectionSpec& spec) {
   std::vector<TileConfig> out;
-  for (int warps_m : {1, 2})
-    for (int warps_n : {2, 4})
-      for (int bn : {64, 128})
-        for (int bk : {32, 64})
-          for (int stages : {2, 3}) {
-            const TileConfig c{rp, bn, bk, warps_m, warps_n, stages};
-            const int mf = rp / warps_m / 16, nf = bn / warps_n / 8;
-            if (rp % (16 * warps_m) == 0 && bn % (16 * warps_n) == 0 && 4 * mf * nf <= 128)
-              out.push_back(c);
-          }
+  for (int warps_n : {1, 2, 4})
+    for (int block_n : {64, 128, 256})
+      for (int block_k : {32, 64})
+        for (int stages : {2, 3, 4})
+          if (const auto c = lora_grad_config(spec, block_n, block_k, warps_n, stages))
+            out.push_back(*c);
   return out;
 }
 
+// Rows split over 4 warps of 64-row stages at small ranks (two stages: more CTAs per SM beat a
+// deeper pipeline, bench/NOTES.md v10); more ranks take the warps.
 TileConfig lora_grad_default(const ProjectionSpec& spec) {
   const int rp = padded_rank(spec);
-  return TileConfig{rp, 128, 32, rp >= 64 ? 2 : 1, 4, 3};
+  const auto c = rp <= 32    ? lora_grad_config(spec, 128, 64, 4, 2)
+                 : rp <= 64  ? lora_grad_config(spec, 128, 32, 2, 3)
+                 : rp <= 128 ? lora_grad_config(spec, 128, 32, 1, 3)
+                             : lora_grad_config(spec, 64, 32, 1, rp <= 192 ? 3 : 2);
+  if (!c) throw Error(fmt::format("no lora_grad default config for rank {}", spec.rank));
+  return *c;
 }
 
 }  // namespace

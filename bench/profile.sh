@@ -8,7 +8,9 @@
 #   bench/profile.sh [BUILD] PRESET PROJ WEIGHTS [GEMM_CONFIG]
 #
 # GEMM_CONFIG pins the forward and dX config (moejit_bench --gemm-config); without it the
-# runtime's default configs run. Writes three files into OUT (default BUILD/profile-out), named
+# runtime's default configs run. KERNEL=REGEX profiles another kernel of the step in detail than
+# the forward GEMM (e.g. KERNEL=moe_lora_grad SKIP=1: the dB of the backward), under the same
+# file names. Writes three files into OUT (default BUILD/profile-out), named
 # PRESET-PROJ-WEIGHTS-{kernels,forward,stalls}.txt, so that several profiles fit in what the device
 # machine returns; KEEP_REPORT=1 adds the Nsight Compute report (.ncu-rep). The raw CSVs and the
 # logs stay in a scratch folder (printed on failure). KERNELS_ONLY=1 stops after the kernel times.
@@ -48,7 +50,7 @@ for kernel, (n, us) in sorted(total.items(), key=lambda kv: -kv[1][1]):
 PY
 cat "$NAME-kernels.txt"
 if [[ ${KERNELS_ONLY:-0} == 1 ]]; then rm -rf "$WORK"; exit 0; fi
-ncu --set full --kernel-name regex:moe_lora_forward --launch-skip 1 --launch-count 1 \
+ncu --set full --kernel-name "regex:${KERNEL:-moe_lora_forward}" --launch-skip "${SKIP:-1}" --launch-count 1 \
   -o "$WORK/forward" -f "${bench[@]}" >>"$WORK/ncu.log" 2>&1
 ncu --import "$WORK/forward.ncu-rep" --page details >"$NAME-forward.txt"
 { grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|L2 Hit|DRAM Throughput|Bank|L1/TEX Hit|Mem Busy|Max Bandwidth|Mem Pipes Busy" \

@@ -29,8 +29,9 @@ MMA8W="--block-m 128 --block-n 128 --block-k 32 --warps-m 4 --warps-n 2 --stages
 # The register-operand kernel's default tile (autotune/tuner.cpp, rs_candidates), nf4 and int8.
 RS256_TILE="--block-m 256 --block-n 128 --block-k 64 --warps-m 8 --warps-n 1 --stages 4 --wgmma --tma --rs"
 RS256="$RS256_TILE --weights nf4"
-# The lora_grad default for r = 16 (autotune/tuner.cpp): block_m is the padded rank.
-GRAD16="--block-m 16 --block-n 128 --block-k 32 --warps-m 1 --warps-n 4 --stages 3"
+# The lora_grad default for r = 16 (autotune/tuner.cpp): block_m is the padded rank, 4 warps
+# splitting 64-row stages, two of them.
+GRAD16="--block-m 16 --block-n 128 --block-k 64 --warps-m 1 --warps-n 4 --stages 2"
 
 # One kernel per line: a name, whether its SASS must hold HGMMA, moejit_render's flags (without tile
 # flags: TileConfig's default, m128n128k32_w2x2_s3). Add a line to check another kernel; names are

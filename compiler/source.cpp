@@ -175,10 +175,12 @@ std::string gemm_stub(const ProjectionSpec& spec, const TileConfig& c, const cha
 
 KernelSource render_grad(const ProjectionSpec& spec, const TileConfig& c) {
   const GradView v = grad_view(spec);
-  if (c.wgmma || c.block_m != padded_rank(spec.rank))
-    throw InvalidArgument("tile config", c.name(),
-                          fmt::format("a lora_grad config: no wgmma, block_m = padded rank {}",
-                                      padded_rank(spec.rank)));
+  const int ranks = 16 * c.warps_m;  // the rank padded to whole warp slices
+  if (c.wgmma || c.block_m != (spec.rank + ranks - 1) / ranks * ranks)
+    throw InvalidArgument(
+        "tile config", c.name(),
+        fmt::format("a lora_grad config: no wgmma, block_m = rank {} padded to 16 * warps_m = {}",
+                    spec.rank, (spec.rank + ranks - 1) / ranks * ranks));
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
@@ -269,8 +271,12 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
       return c.stages * stage + epilogue;
     }
     case KernelFamily::lora_grad:
-      // Per stage: the v tile and the fp32 u rows, padded by 4 floats.
-      return c.stages * c.block_k * (padded_row_bytes(c.block_n * 2) + (rp + 4) * 4);
+      // Per stage: the v tile and the fp32 u rows of block_m ranks, padded by 4 floats.
+      // Afterwards, with warps splitting the rows (warps_n > 1), their partial sums:
+      // block_m x (block_n + 4) fp32 each.
+      return std::max(
+          c.stages * c.block_k * (padded_row_bytes(c.block_n * 2) + (c.block_m + 4) * 4),
+          c.warps_n > 1 ? c.warps_n * c.block_m * (c.block_n + 4) * 4 : 0);
     default:
       return 0;
   }

@@ -17,45 +17,62 @@ struct LoraGradKernel {
   using Out = typename Cfg::Out;
   using Index = typename Cfg::Index;
   static constexpr int E = Cfg::kExperts, R = Cfg::kRank, D = Cfg::kD;
-  static constexpr int RP = (R + 15) / 16 * 16;
   static constexpr int BN = Cfg::kBlockN, BK = Cfg::kBlockK, STAGES = Cfg::kStages;
-  static constexpr int WARPS_M = Cfg::kWarpsM, WARPS_N = Cfg::kWarpsN;
-  static constexpr int kThreads = 32 * WARPS_M * WARPS_N;
-  static constexpr int WM = RP / WARPS_M, WN = BN / WARPS_N;
-  static constexpr int MF = WM / 16, NF = WN / 8;
+  // The warps split the ranks (WARPS_M) and the stage's rows (WARPS_K, the config's warps_n):
+  // each warp owns whole 16-row slices of every stage and all BN columns, so each u value is
+  // converted once per CTA, and the WARPS_K partial sums meet once, at the end.
+  static constexpr int WARPS_M = Cfg::kWarpsM, WARPS_K = Cfg::kWarpsN;
+  static constexpr int RP = (R + 16 * WARPS_M - 1) / (16 * WARPS_M) * (16 * WARPS_M);
+  static constexpr int kThreads = 32 * WARPS_M * WARPS_K;
+  static constexpr int WM = RP / WARPS_M;
+  static constexpr int MF = WM / 16, NF = BN / 8;
+  static constexpr int kSlicesPerWarp = BK / 16 / WARPS_K;  // 16-row slices per warp and stage
   static constexpr bool kBf16 = DTypeTraits<Act>::kIsBf16;
-  static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tile must be a multiple of 16x16");
-  static_assert(BK % 16 == 0, "rows per step must be a multiple of 16");
+  static_assert(WM % 16 == 0 && BN % 16 == 0, "warp tile must be a multiple of 16x16");
+  static_assert(BK % (16 * WARPS_K) == 0, "each warp takes whole 16-row slices of a stage");
   static_assert(D % 8 == 0, "D must be a multiple of 8 (16-byte rows)");
 
   using VTile = SwizzledTile<BK, BN * 2 / 16>;  // [row][d]
+  // v: a thread copies chunk column t % VC of rows t / VC + m * (kThreads / VC), the same in every
+  // stage, so its addresses are set up once; a warp's copy reads whole row pieces.
+  static constexpr int VC = BN / 8;
+  static_assert(kThreads % VC == 0, "a CTA covers whole rows of the v tile");
+  static constexpr int kRowsPerPass = kThreads / VC;
+  static constexpr int kVRows = (BK + kRowsPerPass - 1) / kRowsPerPass;  // the last may be partial
+  static constexpr bool kWholePasses = BK % kRowsPerPass == 0;
   // u stays fp32 in the stage, BK rows of RP + 4 floats: the 4 put a fragment's rows 2tq of the
   // four lane quads on distinct banks. The tensor cores take it as a high and a low part in the
   // act dtype (two products keep ~16 bits of it), split when the fragments are built.
   static constexpr int kUStride = RP + 4;
   static constexpr int kStageBytes = VTile::kBytes + BK * kUStride * 4;
-  static constexpr int kSmemBytes = STAGES * kStageBytes;
+  // After the last stage the same memory holds the partial sums of WARPS_K > 1 row-splitting
+  // warps, RP x (BN + 4) fp32 each.
+  static constexpr int kSumStride = BN + 4;
+  static constexpr int kSumBytes = WARPS_K > 1 ? WARPS_K* RP* kSumStride * 4 : 0;
+  static constexpr int kSmemBytes =
+      STAGES * kStageBytes > kSumBytes ? STAGES* kStageBytes : kSumBytes;
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
 
-  // Issues the copies of rows [r0, r0 + BK) of this expert into one stage: v gathered, u's fp32
-  // rows by cp.async too (plain loads of them stalled the CTA for a round trip every stage),
-  // 16 bytes at a time where R is a multiple of 4 and u aligned, else 4. Rows past the expert
-  // and ranks past R become zeros.
+  // The v row of grouped row i (which must lie in the expert).
+  __device__ static long long source_row(const LoraGradParams& p, long long i) {
+    if constexpr (Cfg::kVGrouped) return i;
+    return load_index<Index>(p.scattered_idxs, i) / Cfg::kGatherDiv;
+  }
+
+  // Issues the copies of rows [r0, r0 + BK) of this expert into one stage: v from the rows `src`
+  // (this thread's rows; -1 past the expert), u's fp32 rows 16 bytes at a time where R is a
+  // multiple of 4 and u aligned, else 4. Rows past the expert and ranks past R become zeros.
   __device__ static void load_stage(const LoraGradParams& p, char* stage, long long r0,
-                                    long long end, int d0) {
+                                    long long end, const long long (&src)[kVRows], long long col) {
     const char* v = static_cast<const char*>(p.v);
-    constexpr int VC = BN / 8;
-    for (int c = threadIdx.x; c < BK * VC; c += kThreads) {
-      const int row = c / VC, ch = c % VC, d = d0 + ch * 8;
-      const long long i = r0 + row;
-      bool valid = i < end && d < D;
-      long long src = 0;
-      if (valid) {
-        const long long slot = load_index<Index>(p.scattered_idxs, i);
-        src = Cfg::kVGrouped ? i : slot / Cfg::kGatherDiv;
-      }
-      cp_async_16(stage + VTile::chunk_offset(row, ch) * 16, valid ? v + (src * D + d) * 2 : v,
+    const int ch = threadIdx.x % VC, row0 = threadIdx.x / VC;
+#pragma unroll
+    for (int m = 0; m < kVRows; ++m) {
+      const int row = row0 + m * kRowsPerPass;
+      if (!kWholePasses && row >= BK) break;
+      const bool valid = src[m] >= 0 && col < D;
+      cp_async_16(stage + VTile::chunk_offset(row, ch) * 16, valid ? v + (src[m] * D + col) * 2 : v,
                   valid);
     }
     float* us = reinterpret_cast<float*>(stage + VTile::kBytes);
@@ -77,6 +94,19 @@ struct LoraGradKernel {
     }
   }
 
+  // This thread's v rows of the stage starting at grouped row r0 (-1 past the expert). Gathered
+  // rows cost an index load each: issued a stage ahead of the copies that need them.
+  __device__ static void stage_rows(const LoraGradParams& p, long long r0, long long end,
+                                    long long (&src)[kVRows]) {
+    const int row0 = threadIdx.x / VC;
+#pragma unroll
+    for (int m = 0; m < kVRows; ++m) {
+      const int row = row0 + m * kRowsPerPass;
+      const long long i = r0 + row;
+      src[m] = (kWholePasses || row < BK) && i < end ? source_row(p, i) : -1;
+    }
+  }
+
   // The m16n8k16 A fragment of u^T (m = rank j0 + g, + 8; k = rows k0 + 2tq, + 1, + 8, + 9) from
   // the fp32 stage, split into its act-dtype rounding and the rounding of the rest.
   __device__ static void u_fragments(const float* us, int j0, int k0, int lane, unsigned (&hi)[4],
@@ -87,7 +117,9 @@ struct LoraGradKernel {
       const int j = j0 + g + (i & 1) * 8, k = k0 + 2 * tq + (i >> 1) * 8;
       const float u0 = us[k * kUStride + j], u1 = us[(k + 1) * kUStride + j];
       hi[i] = pack2<Act>(u0, u1);
-      lo[i] = pack2<Act>(u0 - to_float(from_float<Act>(u0)), u1 - to_float(from_float<Act>(u1)));
+      const float h0 = to_float(Act{static_cast<unsigned short>(hi[i] & 0xffffu)});
+      const float h1 = to_float(Act{static_cast<unsigned short>(hi[i] >> 16)});
+      lo[i] = pack2<Act>(u0 - h0, u1 - h1);
     }
   }
 
@@ -95,40 +127,49 @@ struct LoraGradKernel {
     extern __shared__ __align__(128) char smem[];
     const int expert = blockIdx.y, d0 = blockIdx.x * BN;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+    const int warp_m = warp / WARPS_K, warp_k = warp % WARPS_K;
     long long begin = expert == 0 ? 0 : load_index<Index>(p.expert_offsets, expert - 1);
     long long end = load_index<Index>(p.expert_offsets, expert);
     if (end > p.rows) end = p.rows;
     if (begin > end) begin = end;
     const int steps = static_cast<int>((end - begin + BK - 1) / BK);
+    const long long col = d0 + threadIdx.x % VC * 8;
 
     float acc[MF][NF][4] = {};
+    long long src[kVRows];
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < steps) load_stage(p, smem + s * kStageBytes, begin + s * BK, end, d0);
+      if (s < steps) {
+        stage_rows(p, begin + s * BK, end, src);
+        load_stage(p, smem + s * kStageBytes, begin + s * BK, end, src, col);
+      }
       cp_async_commit();
     }
+    if (STAGES - 1 < steps) stage_rows(p, begin + (STAGES - 1) * BK, end, src);
     for (int step = 0; step < steps; ++step) {
       cp_async_wait<STAGES - 2>();
       __syncthreads();
       const int next = step + STAGES - 1;
-      if (next < steps)
-        load_stage(p, smem + (next % STAGES) * kStageBytes, begin + next * BK, end, d0);
+      if (next < steps) {
+        load_stage(p, smem + (next % STAGES) * kStageBytes, begin + next * BK, end, src, col);
+        // The rows of the stage after it: their index loads run under this step's products.
+        if (next + 1 < steps) stage_rows(p, begin + (next + 1) * BK, end, src);
+      }
       cp_async_commit();
       const char* vs = smem + (step % STAGES) * kStageBytes;
+      const float* us = reinterpret_cast<const float*>(vs + VTile::kBytes);
 #pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk) {
+      for (int q = 0; q < kSlicesPerWarp; ++q) {
+        const int k0 = (q * WARPS_K + warp_k) * 16;
         unsigned af[MF][4], af_lo[MF][4];
 #pragma unroll
         for (int mi = 0; mi < MF; ++mi)
-          u_fragments(reinterpret_cast<const float*>(vs + VTile::kBytes), warp_m * WM + mi * 16,
-                      kk * 16, lane, af[mi], af_lo[mi]);
+          u_fragments(us, warp_m * WM + mi * 16, k0, lane, af[mi], af_lo[mi]);
 #pragma unroll
         for (int nj = 0; nj < NF / 2; ++nj) {
           unsigned bf[4];
-          const int row = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
-          const int ch = (warp_n * WN + nj * 16) / 8 + (lane >> 4);
-          ldmatrix_x4_trans(bf, vs + VTile::chunk_offset(row, ch) * 16);
+          const int row = k0 + ((lane >> 3) & 1) * 8 + (lane & 7);
+          ldmatrix_x4_trans(bf, vs + VTile::chunk_offset(row, nj * 2 + (lane >> 4)) * 16);
           const unsigned b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
 #pragma unroll
           for (int mi = 0; mi < MF; ++mi) {
@@ -141,21 +182,49 @@ struct LoraGradKernel {
       }
     }
     cp_async_wait<0>();
-
     Out* out = static_cast<Out*>(p.out);
     const int g = lane >> 2, tq = lane & 3;
+    if constexpr (WARPS_K == 1) {  // one warp holds each sum whole
+#pragma unroll
+      for (int mi = 0; mi < MF; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NF; ++ni)
+#pragma unroll
+          for (int v = 0; v < 4; ++v) {
+            const int j = warp_m * WM + mi * 16 + g + (v >> 1) * 8;
+            const int d = d0 + ni * 8 + 2 * tq + (v & 1);
+            if (j < R && d < D)
+              out[lora_b_index<Cfg::kOutStorage, E, D, R>(expert, d, j)] =
+                  from_float<Out>(p.scale * acc[mi][ni][v]);
+          }
+      return;
+    }
+    // The WARPS_K partial sums, added in warp order (bitwise reproducible), then scaled. The
+    // stages are free once every warp is past its last products.
+    __syncthreads();
+    float* sums = reinterpret_cast<float*>(smem);
 #pragma unroll
     for (int mi = 0; mi < MF; ++mi)
 #pragma unroll
       for (int ni = 0; ni < NF; ++ni)
 #pragma unroll
         for (int v = 0; v < 4; ++v) {
-          const int j = warp_m * WM + mi * 16 + g + (v >> 1) * 8;
-          const int d = d0 + warp_n * WN + ni * 8 + 2 * tq + (v & 1);
-          if (j < R && d < D)
-            out[lora_b_index<Cfg::kOutStorage, E, D, R>(expert, d, j)] =
-                from_float<Out>(p.scale * acc[mi][ni][v]);
+          const int j = warp_m * WM + mi * 16 + g + (v >> 1) * 8, d = ni * 8 + 2 * tq + (v & 1);
+          sums[(warp_k * RP + j) * kSumStride + d] = acc[mi][ni][v];
         }
+    __syncthreads();
+    // Consecutive threads write consecutive elements of the output's storage where they can.
+    constexpr bool kRankFastest =
+        Cfg::kOutStorage == kBStorageExpertMajor || Cfg::kOutStorage == kBStorageStacked;
+    for (int c = threadIdx.x; c < R * BN; c += kThreads) {
+      const int j = kRankFastest ? c % R : c / BN, d = kRankFastest ? c / R : c % BN;
+      if (d0 + d >= D) continue;
+      float total = sums[j * kSumStride + d];
+#pragma unroll
+      for (int w = 1; w < WARPS_K; ++w) total += sums[(w * RP + j) * kSumStride + d];
+      out[lora_b_index<Cfg::kOutStorage, E, D, R>(expert, d0 + d, j)] =
+          from_float<Out>(p.scale * total);
+    }
   }
 };
 

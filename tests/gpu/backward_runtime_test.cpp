@@ -6,6 +6,10 @@
 #include <algorithm>
 #include <optional>
 
+#include "autotune/launch.hpp"
+#include "autotune/result_check.hpp"
+#include "autotune/tuner.hpp"
+#include "autotune/tuning_problem.hpp"
 #include "compiler/error.hpp"
 #include "runtime/runtime.hpp"
 #include "tests/gpu/backward_checker.hpp"
@@ -245,6 +249,59 @@ TEST_F(BackwardRuntime, TunedCallMatchesReferenceAndTunesOnce) {
   expect_passes(runtime, c);
   EXPECT_EQ(runtime.stats().tunes, tuned.tunes) << "the same spec and tokens were tuned again";
   EXPECT_EQ(runtime.stats().compiles, tuned.compiles);
+}
+
+// Every lora_grad tuning candidate against the default config (which the backward sweep checks
+// against the float64 reference), on ragged routings: rows per expert not a multiple of any
+// stage, experts with no rows (their gradient must be exactly zero, as the default's), D not a
+// multiple of any block_n, ranks that leave padded warp slices. The tuner makes the same check
+// before it stores a winner; this makes a wrong candidate fail here rather than be dropped there.
+TEST(LoraGradCandidates, EveryCandidateMatchesTheDefault) {
+  MOEJIT_SKIP_WITHOUT_GPU();
+  TestContext context;
+  const cuda::DeviceInfo device = cuda::query_device(context.device());
+  cuda::Stream stream;
+  struct Shape {
+    int experts, top_k, k, n, rank;
+    std::int64_t tokens;
+  };
+  for (const Shape& shape : {Shape{16, 2, 1000, 520, 5, 700}, Shape{64, 4, 264, 200, 16, 40},
+                             Shape{8, 2, 520, 136, 48, 1500}, Shape{12, 3, 136, 264, 144, 333}}) {
+    ProjectionSpec spec;
+    spec.experts = shape.experts;
+    spec.top_k = shape.top_k;
+    spec.in_features = shape.k;
+    spec.out_features = shape.n;
+    spec.rank = shape.rank;
+    spec.grouped_in = shape.experts % 2 == 0;
+    spec.grouped_out = !spec.grouped_in;
+    for (const OpKind op : {OpKind::grad_a, OpKind::grad_b}) {
+      spec.op = op;
+      const TuningProblem problem(spec, shape.tokens, 7);
+      std::vector<TileConfig> configs = candidate_configs(spec, device.arch());
+      const TileConfig fallback = default_config(spec, device.arch());
+      configs.insert(configs.begin(), fallback);
+      const auto compiled =
+          compile_candidates(spec, configs, device.arch(), device.smem_optin_bytes, "test");
+      auto run = [&](const CompiledCandidate& c) {
+        const cuda::Module module(c.kernel.cubin);
+        const KernelHandle handle =
+            load_kernel(module, c.kernel.lowered_name, spec, c.config, device.sm_count);
+        return problem.run_and_read(handle, stream.get(), std::size_t{1} << 24);
+      };
+      ASSERT_TRUE(compiled[0].pruned.empty()) << fallback.name() << ": " << compiled[0].pruned;
+      const std::vector<float> want = run(compiled[0]);
+      int checked = 0;
+      for (std::size_t i = 1; i < compiled.size(); ++i) {
+        if (!compiled[i].pruned.empty()) continue;
+        EXPECT_EQ(result_difference(run(compiled[i]), want, spec.lora), "")
+            << compiled[i].config.name() << " against " << fallback.name() << " for "
+            << spec.describe();
+        ++checked;
+      }
+      EXPECT_GE(checked, 6) << spec.describe();
+    }
+  }
 }
 
 }  // namespace
