@@ -109,8 +109,9 @@ std::optional<TileConfig> lora_grad_config(const ProjectionSpec& spec, int block
   return TileConfig{block_m, block_n, block_k, warps_m, warps_n, stages};
 }
 
-// block_n 256 and 4 stages won no preset's op in a sweep of them all (bench/NOTES.md v10; within
-// 2.3% of the best where the best had them) and cost two thirds of the compile time.
+// block_n 256 and 4 stages are left out: in a sweep of every preset's ops (bench/NOTES.md v10)
+// the best config without them was within 2.3% of the best with them, and they took two thirds
+// of the compile time.
 std::vector<TileConfig> lora_grad_candidates(const ProjectionSpec& spec) {
   std::vector<TileConfig> out;
   for (int warps_n : {1, 2, 4})

@@ -181,6 +181,11 @@ KernelSource render_grad(const ProjectionSpec& spec, const TileConfig& c) {
         "tile config", c.name(),
         fmt::format("a lora_grad config: no wgmma, block_m = rank {} padded to 16 * warps_m = {}",
                     spec.rank, (spec.rank + ranks - 1) / ranks * ranks));
+  // warps_n splits each stage's rows into 16-row slices; the threads copy whole row pieces.
+  if (c.block_k % (16 * c.warps_n) != 0 || c.threads() % (c.block_n / 8) != 0)
+    throw InvalidArgument("tile config", c.name(),
+                          "a lora_grad config: block_k a multiple of 16 * warps_n, and the "
+                          "threads a multiple of block_n / 8");
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);

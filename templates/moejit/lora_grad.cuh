@@ -48,16 +48,19 @@ struct LoraGradKernel {
   // After the last stage the same memory holds the partial sums of WARPS_K > 1 row-splitting
   // warps, RP x (BN + 4) fp32 each.
   static constexpr int kSumStride = BN + 4;
-  static constexpr int kSumBytes = WARPS_K > 1 ? WARPS_K* RP* kSumStride * 4 : 0;
-  static constexpr int kSmemBytes =
-      STAGES * kStageBytes > kSumBytes ? STAGES* kStageBytes : kSumBytes;
+  static constexpr int kSumPlaneBytes = RP * kSumStride * 4;
+  static constexpr int kSumBytes = WARPS_K == 1 ? 0 : kSumPlaneBytes * WARPS_K;
+  static constexpr int kPipelineBytes = kStageBytes * STAGES;
+  static constexpr int kSmemBytes = kPipelineBytes > kSumBytes ? kPipelineBytes : kSumBytes;
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
 
   // The v row of grouped row i (which must lie in the expert).
   __device__ static long long source_row(const LoraGradParams& p, long long i) {
-    if constexpr (Cfg::kVGrouped) return i;
-    return load_index<Index>(p.scattered_idxs, i) / Cfg::kGatherDiv;
+    if constexpr (Cfg::kVGrouped)
+      return i;
+    else
+      return load_index<Index>(p.scattered_idxs, i) / Cfg::kGatherDiv;
   }
 
   // Issues the copies of rows [r0, r0 + BK) of this expert into one stage: v from the rows `src`

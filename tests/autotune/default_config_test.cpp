@@ -70,10 +70,10 @@ TEST(DefaultConfigLargeRanks, HopperDefaultsCompileWithoutSpills) {
     }
 }
 
-// The LoRA-gradient kernels' defaults fit the smallest opt-in (sm_86 / sm_89 parts) up to
-// rank 192: their stages hold fp32 u rows, and a layout that grew them had cut that to 160.
+// The LoRA-gradient kernels' defaults fit the smallest opt-in (sm_86 / sm_89 parts) at every
+// rank: their stages hold fp32 u rows, and a layout that grew them had cut that to 160.
 TEST(DefaultConfigLargeRanks, LoraGradDefaultsFitSmallestSharedMemory) {
-  for (const int rank : {16, 64, 128, 160, 176, 192}) {
+  for (const int rank : {16, 64, 128, 129, 160, 176, 192, 193, 256}) {
     const ProjectionSpec forward =
         projection_spec(find_preset("mixtral-8x7b").value(), Projection::down, rank);
     int grads = 0;

@@ -254,7 +254,8 @@ TEST_F(BackwardRuntime, TunedCallMatchesReferenceAndTunesOnce) {
 // Every lora_grad tuning candidate against the default config (which the backward sweep checks
 // against the float64 reference), on ragged routings: rows per expert not a multiple of any
 // stage, experts with no rows (their gradient must be exactly zero, as the default's), D not a
-// multiple of any block_n, ranks that leave padded warp slices. The tuner makes the same check
+// multiple of any block_n, ranks that leave padded warp slices; grouped and gathered rows, fp16
+// and fp32 factors, int64 indices and every B storage. The tuner makes the same check
 // before it stores a winner; this makes a wrong candidate fail here rather than be dropped there.
 TEST(LoraGradCandidates, EveryCandidateMatchesTheDefault) {
   MOEJIT_SKIP_WITHOUT_GPU();
@@ -264,17 +265,33 @@ TEST(LoraGradCandidates, EveryCandidateMatchesTheDefault) {
   struct Shape {
     int experts, top_k, k, n, rank;
     std::int64_t tokens;
+    bool grouped_in;  // dA reads grouped x rows and dB gathered dy rows, or the other way round
+    DType act, lora;
+    IndexType index;
+    BStorage b_storage;
   };
-  for (const Shape& shape : {Shape{16, 2, 1000, 520, 5, 700}, Shape{64, 4, 264, 200, 16, 40},
-                             Shape{8, 2, 520, 136, 48, 1500}, Shape{12, 3, 136, 264, 144, 333}}) {
+  const Shape shapes[] = {
+      {16, 2, 1000, 520, 5, 700, false, DType::bf16, DType::bf16, IndexType::int32, BStorage::peft},
+      {64, 4, 264, 200, 16, 40, true, DType::bf16, DType::fp32, IndexType::int64,
+       BStorage::expert_major},
+      {8, 2, 520, 136, 48, 1500, false, DType::fp16, DType::fp16, IndexType::int32,
+       BStorage::stacked},
+      {12, 3, 136, 264, 176, 333, true, DType::bf16, DType::bf16, IndexType::int32,
+       BStorage::peft}};
+  for (const Shape& shape : shapes) {
     ProjectionSpec spec;
     spec.experts = shape.experts;
     spec.top_k = shape.top_k;
     spec.in_features = shape.k;
     spec.out_features = shape.n;
     spec.rank = shape.rank;
-    spec.grouped_in = shape.experts % 2 == 0;
-    spec.grouped_out = !spec.grouped_in;
+    spec.grouped_in = shape.grouped_in;
+    spec.grouped_out = !shape.grouped_in;
+    spec.act = shape.act;
+    spec.weights = shape.act == DType::fp16 ? WeightFormat::fp16 : WeightFormat::bf16;
+    spec.lora = shape.lora;
+    spec.index = shape.index;
+    spec.b_storage = shape.b_storage;
     for (const OpKind op : {OpKind::grad_a, OpKind::grad_b}) {
       spec.op = op;
       const TuningProblem problem(spec, shape.tokens, 7);
