@@ -186,35 +186,32 @@ struct LoraGradKernel {
     }
     cp_async_wait<0>();
     Out* out = static_cast<Out*>(p.out);
-    const int g = lane >> 2, tq = lane & 3;
-    if constexpr (WARPS_K == 1) {  // one warp holds each sum whole
+    // Calls f(j, d, sum) for each of this warp's sums: rank j, column col0 + d of the tile's d.
+    auto for_each_sum = [&](int col0, auto&& f) {
+      const int g = lane >> 2, tq = lane & 3;
 #pragma unroll
       for (int mi = 0; mi < MF; ++mi)
 #pragma unroll
         for (int ni = 0; ni < NF; ++ni)
 #pragma unroll
-          for (int v = 0; v < 4; ++v) {
-            const int j = warp_m * WM + mi * 16 + g + (v >> 1) * 8;
-            const int d = d0 + ni * 8 + 2 * tq + (v & 1);
-            if (j < R && d < D)
-              out[lora_b_index<Cfg::kOutStorage, E, D, R>(expert, d, j)] =
-                  from_float<Out>(p.scale * acc[mi][ni][v]);
-          }
+          for (int v = 0; v < 4; ++v)
+            f(warp_m * WM + mi * 16 + g + (v >> 1) * 8, col0 + ni * 8 + 2 * tq + (v & 1),
+              acc[mi][ni][v]);
+    };
+    if constexpr (WARPS_K == 1) {  // one warp holds each sum whole
+      for_each_sum(d0, [&](int j, int d, float sum) {
+        if (j < R && d < D)
+          out[lora_b_index<Cfg::kOutStorage, E, D, R>(expert, d, j)] =
+              from_float<Out>(p.scale * sum);
+      });
       return;
     }
     // The WARPS_K partial sums, added in warp order (bitwise reproducible), then scaled. The
     // stages are free once every warp is past its last products.
     __syncthreads();
     float* sums = reinterpret_cast<float*>(smem);
-#pragma unroll
-    for (int mi = 0; mi < MF; ++mi)
-#pragma unroll
-      for (int ni = 0; ni < NF; ++ni)
-#pragma unroll
-        for (int v = 0; v < 4; ++v) {
-          const int j = warp_m * WM + mi * 16 + g + (v >> 1) * 8, d = ni * 8 + 2 * tq + (v & 1);
-          sums[(warp_k * RP + j) * kSumStride + d] = acc[mi][ni][v];
-        }
+    for_each_sum(0,
+                 [&](int j, int d, float sum) { sums[(warp_k * RP + j) * kSumStride + d] = sum; });
     __syncthreads();
     // Consecutive threads write consecutive elements of the output's storage where they can.
     constexpr bool kRankFastest =

@@ -33,6 +33,14 @@ ProjectionSpec random_spec(Rng& rng) {
   return s;
 }
 
+ProjectionSpec with_fp16_act(ProjectionSpec s) {
+  s.act = DType::fp16;
+  s.weights = WeightFormat::fp16;
+  return s;
+}
+
+}  // namespace
+
 ProjectionSpec base_spec(int experts, int top_k, int k, int n, int rank) {
   ProjectionSpec s;
   s.experts = experts;
@@ -42,14 +50,6 @@ ProjectionSpec base_spec(int experts, int top_k, int k, int n, int rank) {
   s.rank = rank;
   return s;
 }
-
-ProjectionSpec with_fp16_act(ProjectionSpec s) {
-  s.act = DType::fp16;
-  s.weights = WeightFormat::fp16;
-  return s;
-}
-
-}  // namespace
 
 std::string BackwardCase::describe() const {
   return fmt::format("backward of {} T={} routing={} seed={} save_xa={}", spec.describe(), tokens,

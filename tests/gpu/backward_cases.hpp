@@ -27,6 +27,9 @@ struct BackwardCase {
 // dY: T*k rows of N drawn from U(-1, 1) in the act dtype, from a generator derived from the seed.
 HostTensor make_dy(const BackwardCase& c);
 
+// A forward spec of E experts, top-k, K -> N and rank r, every other field at its default.
+ProjectionSpec base_spec(int experts, int top_k, int k, int n, int rank);
+
 // `count` cases drawn with a generator seeded by `seed`; save_xa alternates from case to case.
 std::vector<BackwardCase> sampled_backward_cases(std::uint64_t seed, int count);
 

@@ -12,6 +12,7 @@
 #include "autotune/tuning_problem.hpp"
 #include "compiler/error.hpp"
 #include "runtime/runtime.hpp"
+#include "tests/gpu/backward_cases.hpp"
 #include "tests/gpu/backward_checker.hpp"
 #include "tests/gpu/backward_problem.hpp"
 #include "tests/gpu/gpu_env.hpp"
@@ -279,12 +280,7 @@ TEST(LoraGradCandidates, EveryCandidateMatchesTheDefault) {
       {12, 3, 136, 264, 176, 333, true, DType::bf16, DType::bf16, IndexType::int32,
        BStorage::peft}};
   for (const Shape& shape : shapes) {
-    ProjectionSpec spec;
-    spec.experts = shape.experts;
-    spec.top_k = shape.top_k;
-    spec.in_features = shape.k;
-    spec.out_features = shape.n;
-    spec.rank = shape.rank;
+    ProjectionSpec spec = base_spec(shape.experts, shape.top_k, shape.k, shape.n, shape.rank);
     spec.grouped_in = shape.grouped_in;
     spec.grouped_out = !shape.grouped_in;
     spec.act = shape.act;
