@@ -111,15 +111,17 @@ std::optional<TileConfig> lora_grad_config(const ProjectionSpec& spec, int block
 
 // block_n 256 and 4 stages are left out: in a sweep of every preset's ops (bench/NOTES.md v10)
 // the best config without them was within 2.3% of the best with them, and they took two thirds
-// of the compile time.
+// of the compile time. So are 64-row stages on one row warp, which won nothing there either and
+// hold up to 32 gathered row indices per thread (some spill).
 std::vector<TileConfig> lora_grad_candidates(const ProjectionSpec& spec) {
   std::vector<TileConfig> out;
   for (int warps_n : {1, 2, 4})
     for (int block_n : {64, 128})
       for (int block_k : {32, 64})
         for (int stages : {2, 3})
-          if (const auto c = lora_grad_config(spec, block_n, block_k, warps_n, stages))
-            out.push_back(*c);
+          if (warps_n > 1 || block_k == 32)
+            if (const auto c = lora_grad_config(spec, block_n, block_k, warps_n, stages))
+              out.push_back(*c);
   return out;
 }
 
