@@ -3,9 +3,10 @@
 //   out_e[j, d] = s * sum over grouped rows i of expert e of u[i, j] * v[row(i), d]
 // dA_e = s (dY_e B_e)^T X_e is u = dy*B (saved by backward_dx), v = x, D = K, A's layout.
 // dB_e^T = s (X_e A_e^T)^T dY_e is u = x*A^T, v = dy, D = N, written transposed into B's storage.
-// Each CTA owns an r x BLOCK_N slice of one expert's output and walks all of that expert's rows in
-// order, so no atomics are needed and results are bitwise reproducible; an expert with no rows
-// writes zeros. v and u both come by cp.async; u (fp32) reaches the tensor cores as its act-dtype
+// Each CTA owns an r x BLOCK_N slice of one expert's output and walks all of that expert's rows,
+// its warps taking fixed 16-row slices of each stage and meeting once at the end in a fixed order,
+// so no atomics are needed and results are bitwise reproducible; an expert with no rows writes
+// zeros. v and u both come by cp.async; u (fp32) reaches the tensor cores as its act-dtype
 // rounding plus that of the rest, split where each warp builds its fragments.
 #include "moejit/forward.cuh"
 
