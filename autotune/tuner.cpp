@@ -94,19 +94,17 @@ int padded_rank(const ProjectionSpec& spec) {
   return (spec.rank + 15) / 16 * 16;
 }
 
-// lora_grad configs: block_m is the ranks a CTA covers (the rank padded to 16 * warps_m),
-// warps_m splits them and warps_n splits each stage's rows (templates/moejit/lora_grad.cuh).
-// Each warp holds 4 * (block_m / warps_m / 16) * (block_n / 8) accumulators: at most 128.
+// lora_grad configs (templates/moejit/lora_grad.cuh): warps_m splits the ranks, one 16-rank slice
+// per warp up to r = 128, and warps_n each stage's rows. Each warp holds
+// 4 * (block_m / warps_m / 16) * (block_n / 8) accumulators: at most 128.
 std::optional<TileConfig> lora_grad_config(const ProjectionSpec& spec, int block_n, int block_k,
                                            int warps_n, int stages) {
-  const int rp = padded_rank(spec);
-  const int warps_m = rp <= 128 ? rp / 16 : 4;
-  const int block_m = (spec.rank + 16 * warps_m - 1) / (16 * warps_m) * (16 * warps_m);
-  const int threads = 32 * warps_m * warps_n, chunks_per_row = block_n / 8;
-  if (warps_m * warps_n > 8 || block_k % (16 * warps_n) != 0 || threads % chunks_per_row != 0 ||
-      threads / chunks_per_row > block_k || 4 * (block_m / warps_m / 16) * chunks_per_row > 128)
+  const int warps_m = padded_rank(spec) <= 128 ? padded_rank(spec) / 16 : 4;
+  const TileConfig c{grad_block_m(spec.rank, warps_m), block_n, block_k, warps_m, warps_n, stages};
+  if (warps_m * warps_n > 8 || !grad_config_problem(spec, c).empty() ||
+      4 * (c.block_m / warps_m / 16) * (block_n / 8) > 128)
     return std::nullopt;
-  return TileConfig{block_m, block_n, block_k, warps_m, warps_n, stages};
+  return c;
 }
 
 // block_n 256 and 4 stages are left out: in a sweep of every preset's ops (bench/NOTES.md v10)

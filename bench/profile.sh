@@ -10,7 +10,8 @@
 # GEMM_CONFIG pins the forward and dX config (moejit_bench --gemm-config); without it the
 # runtime's default configs run. KERNEL=REGEX profiles another kernel of the step in detail
 # instead of the forward GEMM (e.g. KERNEL=moe_lora_grad SKIP=1: the backward's dB; SKIP launches
-# of it are skipped first), under the same file names. Writes three files into OUT (default BUILD/profile-out), named
+# of it are skipped first), under the same file names. Writes three files into OUT (default
+# BUILD/profile-out), named
 # PRESET-PROJ-WEIGHTS-{kernels,forward,stalls}.txt, so that several profiles fit in what the device
 # machine returns; KEEP_REPORT=1 adds the Nsight Compute report (.ncu-rep). The raw CSVs and the
 # logs stay in a scratch folder (printed on failure). KERNELS_ONLY=1 stops after the kernel times.

@@ -175,17 +175,8 @@ std::string gemm_stub(const ProjectionSpec& spec, const TileConfig& c, const cha
 
 KernelSource render_grad(const ProjectionSpec& spec, const TileConfig& c) {
   const GradView v = grad_view(spec);
-  const int ranks = 16 * c.warps_m;  // the rank padded to whole warp slices
-  if (c.wgmma || c.block_m != (spec.rank + ranks - 1) / ranks * ranks)
-    throw InvalidArgument(
-        "tile config", c.name(),
-        fmt::format("a lora_grad config: no wgmma, block_m = rank {} padded to 16 * warps_m = {}",
-                    spec.rank, (spec.rank + ranks - 1) / ranks * ranks));
-  // warps_n splits each stage's rows into 16-row slices; the threads copy whole row pieces.
-  if (c.block_k % (16 * c.warps_n) != 0 || c.threads() % (c.block_n / 8) != 0)
-    throw InvalidArgument("tile config", c.name(),
-                          "a lora_grad config: block_k a multiple of 16 * warps_n, and the "
-                          "threads a multiple of block_n / 8");
+  if (const std::string problem = grad_config_problem(spec, c); !problem.empty())
+    throw InvalidArgument("tile config", c.name(), problem);
   KernelSource out;
   out.threads = c.threads();
   out.dynamic_smem = dynamic_smem_bytes(spec, c);
@@ -218,6 +209,24 @@ KernelSource render_aux(const ProjectionSpec& spec, const TileConfig& c) {
 }
 
 }  // namespace
+
+int grad_block_m(int rank, int warps_m) {
+  const int slice = 16 * warps_m;
+  return (rank + slice - 1) / slice * slice;
+}
+
+std::string grad_config_problem(const ProjectionSpec& spec, const TileConfig& c) {
+  if (c.wgmma || c.block_m != grad_block_m(spec.rank, c.warps_m))
+    return fmt::format(
+        "a lora_grad config: no wgmma, block_m = rank {} padded to 16 * warps_m = {}", spec.rank,
+        grad_block_m(spec.rank, c.warps_m));
+  const int chunks_per_row = c.block_n / 8;
+  if (c.block_k % (16 * c.warps_n) != 0 || c.threads() % chunks_per_row != 0 ||
+      c.threads() / chunks_per_row > c.block_k)
+    return "a lora_grad config: block_k a multiple of 16 * warps_n, and the threads a multiple of "
+           "block_n / 8 and at most block_k * block_n / 8";
+  return {};
+}
 
 bool rs_serves(const ProjectionSpec& spec) {
   if (family_of(spec.op) != KernelFamily::gemm || !is_quantized(spec.weights)) return false;

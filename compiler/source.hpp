@@ -36,6 +36,14 @@ struct RsPrologue {
 RsPrologue rs_prologue(const ProjectionSpec& spec);
 inline constexpr const char* kRsPrologueName = "moejit_rs_prologue";
 
+// The ranks a lora_grad CTA covers (its config's block_m): the rank padded to whole 16-rank
+// slices of each of its warps_m warps.
+int grad_block_m(int rank, int warps_m);
+// Empty when config fits the lora_grad kernel of spec (templates/moejit/lora_grad.cuh: warps_n
+// splits each stage's rows into 16-row slices, the threads copy whole row pieces of v);
+// otherwise what it breaks.
+std::string grad_config_problem(const ProjectionSpec& spec, const TileConfig& config);
+
 // Shared memory the kernel for (spec, config) asks for at launch.
 int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& config);
 
