@@ -139,11 +139,15 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   if (c.rs) {  // the prologue kernel, by a name that needs no lowering
     const RsPrologue prologue = rs_prologue(spec);
     out.source += gemm_stub(prologue.spec, prologue.config, "XaConfig");
+    // At r = 20-32 ptxas's own budget for this 256-thread kernel (64 registers) spilled 8 bytes
+    // of the x * A^T fragments; three resident CTAs, which its shared memory allows anyway, give
+    // it 80 and no spills. Other ranks need no hint, and at r = 64 it would spill itself
+    // (bench/NOTES.md, v11c).
     out.source += fmt::format(
         "extern \"C\" __global__ void __launch_bounds__("
-        "moejit::ForwardKernel<moejit_cfg::XaConfig>::kThreads)\n{}(const moejit::ForwardParams "
+        "moejit::ForwardKernel<moejit_cfg::XaConfig>::kThreads{})\n{}(const moejit::ForwardParams "
         "params) {{\n  moejit::ForwardKernel<moejit_cfg::XaConfig>::run(params);\n}}\n",
-        kRsPrologueName);
+        spec.rank > 16 && spec.rank <= 32 ? ", 3" : "", kRsPrologueName);
   }
   return out;
 }

@@ -139,6 +139,12 @@ std::vector<QuantCase> rs_cases() {
        false},
       {int8, 0, false, in_out, bf16, 4, 2, 544, 1040, 16, 3000, RoutingKind::skewed, false, false,
        false},
+      // Ranks 24 and 32, whose x * A^T prologue needs the launch-bounds hint (the forward over
+      // in_out weights, dX over out_in ones).
+      {nf4, 64, false, in_out, bf16, 6, 2, 320, 448, 24, 700, RoutingKind::skewed, false, false,
+       false},
+      {int8, 0, false, out_in, fp16, 5, 2, 304, 400, 32, 600, RoutingKind::uniform, false, false,
+       true},
   };
   std::vector<QuantCase> out;
   std::uint64_t seed = 0x55AA10;
