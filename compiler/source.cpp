@@ -139,15 +139,16 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   if (c.rs) {  // the prologue kernel, by a name that needs no lowering
     const RsPrologue prologue = rs_prologue(spec);
     out.source += gemm_stub(prologue.spec, prologue.config, "XaConfig");
-    // At r = 20-32 ptxas's own budget for this 256-thread kernel (64 registers) spilled 8 bytes
-    // of the x * A^T fragments; three resident CTAs, which its shared memory allows anyway, give
-    // it 80 and no spills. Other ranks need no hint, and at r = 64 it would spill itself
+    // A register budget of six resident CTAs (80 registers; the shared memory holds at most five:
+    // 40 KB at r = 16): without it ptxas spilled 8 bytes of the x * A^T fragments at some ranks
+    // (r = 20-32 with the 128-row tile it had, 52-60 with this one); with it, none at r = 4-64
     // (bench/NOTES.md, v11c).
     out.source += fmt::format(
         "extern \"C\" __global__ void __launch_bounds__("
-        "moejit::ForwardKernel<moejit_cfg::XaConfig>::kThreads{})\n{}(const moejit::ForwardParams "
-        "params) {{\n  moejit::ForwardKernel<moejit_cfg::XaConfig>::run(params);\n}}\n",
-        spec.rank > 16 && spec.rank <= 32 ? ", 3" : "", kRsPrologueName);
+        "moejit::ForwardKernel<moejit_cfg::XaConfig>::kThreads, 6)\n{}(const "
+        "moejit::ForwardParams params) {{\n  "
+        "moejit::ForwardKernel<moejit_cfg::XaConfig>::run(params);\n}}\n",
+        kRsPrologueName);
   }
   return out;
 }
@@ -243,10 +244,11 @@ bool rs_serves(const ProjectionSpec& spec) {
 }
 
 RsPrologue rs_prologue(const ProjectionSpec& spec) {
-  // 128 rows by 16 features (8 warps of 16 rows), 64-k stages, 4 of them: the x rows stream at
-  // about 1.25x the rate of the 128 x 128 x 32 tile in 3 stages it had (Nsight Compute, qwen3
-  // nf4; bench/NOTES.md, v9). Its math is a few mma per row, the bytes in flight are what count.
-  RsPrologue out{spec, TileConfig{128, 16, 64, 8, 1, 4}};
+  // 64 rows by 16 features (4 warps of 16 rows), 64-k stages, 3 of them. Its math is a few mma
+  // per row; the bytes in flight and the grid's tail are what count: 128-row tiles in 4 stages
+  // (v9: 1.25x the 128 x 128 x 32 tile before them) ran 1.3 waves of CTAs at T = 8192, k = 8;
+  // these are 1.5-2% faster per nf4 f+b step (bench/NOTES.md, v11c).
+  RsPrologue out{spec, TileConfig{64, 16, 64, 4, 1, 3}};
   // It never reads the base weights: the 16-bit format keeps its stub free of the quantized path.
   out.spec.weights = spec.act == DType::fp16 ? WeightFormat::fp16 : WeightFormat::bf16;
   out.spec.quant_blocksize = 0;
