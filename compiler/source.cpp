@@ -245,9 +245,9 @@ bool rs_serves(const ProjectionSpec& spec) {
 
 RsPrologue rs_prologue(const ProjectionSpec& spec) {
   // 64 rows by 16 features (4 warps of 16 rows), 64-k stages, 3 of them. Its math is a few mma
-  // per row; the bytes in flight and the grid's tail are what count: 128-row tiles in 4 stages
-  // (v9: 1.25x the 128 x 128 x 32 tile before them) ran 1.3 waves of CTAs at T = 8192, k = 8;
-  // these are 1.5-2% faster per nf4 f+b step (bench/NOTES.md, v11c).
+  // per row; the bytes in flight and the grid's waves are what count: against the 128-row tile
+  // in 4 stages it had (v9; 87 KB, two CTAs an SM), nf4 f+b steps are up to 2.6% faster
+  // (bench/NOTES.md, v11c).
   RsPrologue out{spec, TileConfig{64, 16, 64, 4, 1, 3}};
   // It never reads the base weights: the 16-bit format keeps its stub free of the quantized path.
   out.spec.weights = spec.act == DType::fp16 ? WeightFormat::fp16 : WeightFormat::bf16;

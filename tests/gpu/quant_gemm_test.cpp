@@ -139,11 +139,16 @@ std::vector<QuantCase> rs_cases() {
        false},
       {int8, 0, false, in_out, bf16, 4, 2, 544, 1040, 16, 3000, RoutingKind::skewed, false, false,
        false},
-      // Ranks 24 and 32, whose x * A^T prologue needs the launch-bounds hint (the forward over
-      // in_out weights, dX over out_in ones).
+      // Ranks where ptxas spilled in the x * A^T prologue without its launch-bounds hint: 24 and
+      // 32 with the 128-row prologue tile it had (the forward over in_out weights, dX over out_in
+      // ones), 56 with the 64-row one (the forward over out_in weights, dX over in_out ones).
       {nf4, 64, false, in_out, bf16, 6, 2, 320, 448, 24, 700, RoutingKind::skewed, false, false,
        false},
       {int8, 0, false, out_in, fp16, 5, 2, 304, 400, 32, 600, RoutingKind::uniform, false, false,
+       true},
+      {nf4, 128, true, out_in, bf16, 4, 2, 256, 320, 56, 600, RoutingKind::skewed, false, false,
+       false},
+      {int8, 0, false, in_out, bf16, 3, 2, 272, 352, 56, 500, RoutingKind::sparse, false, false,
        true},
   };
   std::vector<QuantCase> out;
