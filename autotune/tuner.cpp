@@ -241,11 +241,8 @@ std::vector<TileConfig> tma_candidates(const ProjectionSpec& spec, const std::st
         if (tma_tile_serves(spec, c, arch)) out.push_back(c);
       }
     }
-  // One cluster tile (_c2, the weight tile multicast to two CTAs): slower on most projections
-  // (bench/NOTES.md, v5e) but 9% faster on mixtral's gate_up forward (v12), whose 28,672-feature
-  // weight streams through L2 the most; one compile and one timing per op to find such shapes.
-  if (const TileConfig c2{128, 256, 64, 8, 1, 4, true, true, 2}; tma_tile_serves(spec, c2, arch))
-    out.push_back(c2);
+  // No cluster tiles (_c2): they halve the weight bytes from L2 but were slower in every timed
+  // case (bench/NOTES.md, v5e) and never won a tuning run; they cost compile time. Pinned only.
   return out;
 }
 
