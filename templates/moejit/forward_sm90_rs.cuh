@@ -627,7 +627,7 @@ struct ForwardRsKernel {
         }
       // Bias, rounding, and 32 rows at a time through the warp's slice (32 rows x 16 features;
       // rows 4-7 of each 8 swap their 16-byte halves so the 16-bit writes spread over the banks),
-      // then one 32-byte row part per lane: two 16-byte stores.
+      // then each row's 32-byte part by a lane pair, in 16-byte stores.
       auto slice_offset = [](int row, int half) {
         return row * 32 + ((half ^ (row >> 2)) & 1) * 16;
       };
@@ -647,13 +647,15 @@ struct ForwardRsKernel {
                 from_float<Act>(acc[(4 * c + jj) * 4 + v] + bias_of[half]);
           }
         __syncwarp();
-        const int row = 32 * c + lane;
-        const long long dst = row < t.rows ? dst_rows[row] : -1;
+        // Lane pairs share a row, so each store instruction writes 16 rows' whole 32-byte parts:
+        // full sectors (a half per instruction wrote half sectors, each twice).
+        const int half = lane & 1, o = t.n0 + f0 + 8 * half;
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
+        for (int pass = 0; pass < 2; ++pass) {
+          const int slice_row = 16 * pass + (lane >> 1), row = 32 * c + slice_row;
           unsigned v[4];
-          ld_shared_16(v, slice + slice_offset(lane, half));
-          const int o = t.n0 + f0 + 8 * half;
+          ld_shared_16(v, slice + slice_offset(slice_row, half));
+          const long long dst = row < t.rows ? dst_rows[row] : -1;
           if (dst >= 0 && o < N) st_global_16(y + dst * row_stride + o, v);
         }
       }
