@@ -648,7 +648,7 @@ struct ForwardRsKernel {
           }
         __syncwarp();
         // Lane pairs share a row, so each store instruction writes 16 rows' whole 32-byte parts:
-        // full sectors (a half per instruction wrote half sectors, each twice).
+        // full sectors where N is a multiple of 16 (a half per instruction wrote half sectors).
         const int half = lane & 1, o = t.n0 + f0 + 8 * half;
 #pragma unroll
         for (int pass = 0; pass < 2; ++pass) {

@@ -150,6 +150,12 @@ std::vector<QuantCase> rs_cases() {
        false},
       {int8, 0, false, in_out, bf16, 3, 2, 272, 352, 56, 500, RoutingKind::sparse, false, false,
        true},
+      // N = 8 (mod 16): the epilogue's last lane pair of a row has one 16-byte half inside N and
+      // one past it.
+      {nf4, 64, false, out_in, bf16, 5, 2, 288, 408, 16, 600, RoutingKind::skewed, false, false,
+       false},
+      {int8, 0, false, out_in, fp16, 4, 2, 272, 392, 8, 500, RoutingKind::uniform, true, false,
+       true},
   };
   std::vector<QuantCase> out;
   std::uint64_t seed = 0x55AA10;
