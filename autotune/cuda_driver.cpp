@@ -219,14 +219,18 @@ CUfunction Module::function(const std::string& lowered_name) const {
   return fn;
 }
 
-Event::Event() {
-  check(api().cuEventCreate(&event_, CU_EVENT_DEFAULT), "cuEventCreate");
+Event::Event(bool timing) {
+  check(api().cuEventCreate(&event_, timing ? CU_EVENT_DEFAULT : CU_EVENT_DISABLE_TIMING),
+        "cuEventCreate");
 }
 Event::~Event() {
   if (event_) api().cuEventDestroy(event_);
 }
 void Event::record(CUstream stream) {
   check(api().cuEventRecord(event_, stream), "cuEventRecord");
+}
+void Event::hold(CUstream stream) const {
+  check(api().cuStreamWaitEvent(stream, event_, 0), "cuStreamWaitEvent");
 }
 float Event::elapsed_since(const Event& start) const {
   check(api().cuEventSynchronize(event_), "cuEventSynchronize");
@@ -235,8 +239,15 @@ float Event::elapsed_since(const Event& start) const {
   return ms;
 }
 
-Stream::Stream() {
-  check(api().cuStreamCreate(&stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+Stream::Stream(bool highest_priority) {
+  if (!highest_priority) {
+    check(api().cuStreamCreate(&stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+    return;
+  }
+  int least = 0, greatest = 0;
+  check(api().cuCtxGetStreamPriorityRange(&least, &greatest), "cuCtxGetStreamPriorityRange");
+  check(api().cuStreamCreateWithPriority(&stream_, CU_STREAM_NON_BLOCKING, greatest),
+        "cuStreamCreateWithPriority");
 }
 Stream::~Stream() {
   if (stream_) api().cuStreamDestroy(stream_);

@@ -45,6 +45,9 @@ struct Api {
   X(cuMemsetD8Async)              \
   X(cuMemGetInfo)                 \
   X(cuStreamCreate)               \
+  X(cuStreamCreateWithPriority)   \
+  X(cuCtxGetStreamPriorityRange)  \
+  X(cuStreamWaitEvent)            \
   X(cuStreamDestroy)              \
   X(cuStreamSynchronize)          \
   X(cuEventCreate)                \
@@ -159,11 +162,14 @@ class Module {
 
 class Event {
  public:
-  Event();
+  // `timing` false: an event only for ordering streams (cheaper to record and wait on).
+  explicit Event(bool timing = true);
   ~Event();
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
   void record(CUstream stream);
+  // Work queued on `stream` from now on waits for the work this event last recorded.
+  void hold(CUstream stream) const;
   // Milliseconds between `start` and this event, after waiting for this one.
   float elapsed_since(const Event& start) const;
 
@@ -173,7 +179,9 @@ class Event {
 
 class Stream {
  public:
-  Stream();
+  // `highest_priority`: its pending blocks are dispatched before those of streams of default
+  // priority, so a kernel on it takes the SMs first when both can start.
+  explicit Stream(bool highest_priority = false);
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;

@@ -121,7 +121,7 @@ void launch_or_throw(CUfunction function, const LaunchDims& dims, int smem, CUst
 
 // The register-operand kernel: x * A^T by its prologue, then the GEMM reading it.
 void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const ForwardParams& params,
-               std::int64_t rows, CUstream stream) {
+               std::int64_t rows, CUstream stream, cuda::Event* before_main) {
   std::optional<cuda::StreamScratch> scratch;
   ForwardParams prologue_params = params;
   prologue_params.y = nullptr;
@@ -134,6 +134,7 @@ void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const For
   void* prologue_args[] = {&prologue_params};
   launch_or_throw(kernel.prologue, launch_dims(prologue.spec, prologue.config, rows),
                   kernel.prologue_smem, stream, prologue_args, spec, ", rs prologue");
+  if (before_main) before_main->record(stream);
   if (params.y == nullptr) return;  // x * A^T was all that was asked for
   ForwardParams p = params;
   p.xa_in = prologue_params.xa_out;
@@ -147,8 +148,11 @@ void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const For
 }  // namespace
 
 void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
-                   std::int64_t rows, CUstream stream) {
-  if (rows <= 0) return;
+                   std::int64_t rows, CUstream stream, cuda::Event* before_main) {
+  if (rows <= 0) {
+    if (before_main) before_main->record(stream);
+    return;
+  }
   const LaunchDims dims = launch_dims(spec, kernel.config, rows, kernel.resident_ctas);
   if (dims.grid_x > INT_MAX)
     throw InvalidArgument("rows", std::to_string(rows), "a grid of at most 2^31-1 CTAs");
@@ -156,13 +160,14 @@ void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const
     throw InvalidArgument("rows", std::to_string(rows),
                           "at most 2^31-1 routed rows (the TMA kernel's 32-bit x row indices)");
   if (kernel.config.rs) {
-    launch_rs(kernel, spec, *static_cast<const ForwardParams*>(params), rows, stream);
+    launch_rs(kernel, spec, *static_cast<const ForwardParams*>(params), rows, stream, before_main);
     return;
   }
   ForwardTensorMaps maps;
   void* args[] = {const_cast<void*>(params), &maps};
   if (kernel.config.tma)
     maps = encode_tensor_maps(spec, kernel.config, *static_cast<const ForwardParams*>(params));
+  if (before_main) before_main->record(stream);
   launch_or_throw(kernel.function, dims, kernel.dynamic_smem, stream, args, spec, "");
 }
 

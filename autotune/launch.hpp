@@ -41,9 +41,10 @@ void prepare_kernel(KernelHandle& kernel);
 // Launches the kernel of `spec.op` with the parameter block `params` (the struct of params.h that
 // the op takes) over `rows` = T*k grouped rows; does nothing when rows == 0. A register-operand
 // kernel runs its prologue first, into params.xa_out or else stream-ordered scratch, and runs
-// itself only when params.y is set.
+// itself only when params.y is set. `before_main`, if given, is recorded on `stream` right before
+// the kernel's own grid is launched (after the prologue), also when rows == 0.
 void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
-                   std::int64_t rows, CUstream stream);
+                   std::int64_t rows, CUstream stream, cuda::Event* before_main = nullptr);
 
 // The TMA kernel's tensor maps over the weight and LoRA A-role tensors of `params` (encoded per
 // launch: they hold the addresses). Throws InvalidArgument naming a tensor the TMA cannot read.

@@ -73,8 +73,10 @@ void measure_row(const BenchOptions& o, const RowSpec& row, const std::filesyste
   const bool tune = o.tunes(row.weights);
   out["tuned"] = tune;
   {
-    Runtime runtime(RuntimeOptions{
-        .cache_path = cache, .tune = tune, .gemm_config = tune ? std::nullopt : o.gemm_config});
+    Runtime runtime(RuntimeOptions{.cache_path = cache,
+                                   .tune = tune,
+                                   .gemm_config = tune ? std::nullopt : o.gemm_config,
+                                   .grad_b_sms = o.grad_b_sms});
     const double tune_seconds = prepare_all(runtime, spec, o, row, out);
     // A pin applies on a cache miss; an entry already in --cache would win, so check.
     if (!tune && o.gemm_config) {

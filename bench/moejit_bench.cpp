@@ -97,6 +97,10 @@ void add_options(CLI::App& app, CommandLine& cl, BenchOptions& o) {
   app.add_option("--gemm-config", cl.gemm_config,
                  "a tile config name (e.g. m128n256k64_w8x1_s4_tma) that the forward and dX of "
                  "the untuned rows run instead of the default");
+  app.add_option("--grad-b-sms", o.grad_b_sms,
+                 "SMs the backward leaves to dB beside dX (RuntimeOptions::grad_b_sms; -1: "
+                 "chosen from the shape, 0: dB after dX)")
+      ->capture_default_str();
   app.add_flag("--no-backward", cl.no_backward, "forward only: tune and time no backward kernels");
   app.add_flag("--no-first-launch", cl.no_first_launch, "skip the warm first-launch children");
   app.add_option("--first-launch-weights", cl.first_launch_weights,

@@ -39,6 +39,7 @@ struct BenchOptions {
   std::vector<BenchWeights> first_launch_weights = {BenchWeights::bf16};
   // The config the forward and dX of untuned rows run instead of the default (a kernel on trial).
   std::optional<TileConfig> gemm_config;
+  int grad_b_sms = -1;  // RuntimeOptions::grad_b_sms of every row
   std::uint64_t seed = 1;
   // The LoRA B storage of every row (SPEC.md "LoRA factors"); PEFT's is what users have.
   BStorage b_storage = BStorage::peft;

@@ -67,6 +67,12 @@ struct Runtime::Impl {
   // in stream order; grown to the largest E*r*N seen (cuMemFree waits for work still using the old
   // one). A stream-ordered allocation per call cost the first call about 10 ms of pool set-up.
   std::unordered_map<CUstream, cuda::DeviceBuffer> packed_b;
+  // Per caller stream, the stream dX runs on while dB runs on the caller's (Runtime::backward).
+  struct BackwardLane {
+    cuda::Stream side{true};  // highest priority: dX's blocks take their SMs before dB's
+    cuda::Event forked{false}, inputs_ready{false}, joined{false};
+  };
+  std::unordered_map<CUstream, BackwardLane> lanes;
   // Candidates that prepare() compiled for several ops at once, taken by the op's tuning.
   std::unordered_map<MemoryKey, std::vector<CompiledCandidate>, MemoryKeyHash> precompiled;
   RuntimeStats stats;
@@ -82,6 +88,9 @@ struct Runtime::Impl {
       throw InvalidArgument("gemm_config", options.gemm_config->name(),
                             "no pinned config with tune = true (tuning picks the config)");
     if (options.gemm_config) options.gemm_config->validate();
+    if (options.grad_b_sms < -1)
+      throw InvalidArgument("grad_b_sms", std::to_string(options.grad_b_sms),
+                            "-1 (chosen from the shape), 0 (dB after dX) or a number of SMs");
   }
 
   CacheKey key_for(const ProjectionSpec& spec, std::int64_t bucket, DeviceIdentity who) const {
@@ -242,6 +251,30 @@ std::size_t backward_workspace_bytes(const ProjectionSpec& spec, std::int64_t to
 
 namespace {
 
+// SMs the backward keeps dX's persistent grid off, for dB to run on beside it (0: none, dB after
+// dX). dX is tensor-bound and dB memory-bound (it reads dy once), so they overlap where the
+// reserved SMs move dB's bytes in about the time the others take for dX's products:
+// reserved / (sm_count - reserved) = (dB bytes / per-SM rate) / (dX FLOPs / per-SM rate).
+int grad_b_reserved_sms(const ProjectionSpec& spec, std::int64_t tokens, const KernelHandle& dx,
+                        int option) {
+  // Only a persistent grid (the TMA and register-operand kernels) leaves SMs free.
+  if (option == 0 || !dx.config.tma || dx.resident_ctas < 2) return 0;
+  int reserved = option;
+  if (option < 0) {
+    const double rows = static_cast<double>(tokens) * spec.top_k;
+    const double db_bytes = rows * (spec.out_features * size_of(spec.act) + spec.rank * 4.0);
+    const double dx_flops = 2.0 * rows * spec.out_features * spec.in_features;
+    // Per-SM rates of the H100 runs (bench/NOTES.md, v14b): dX's products on the TMA kernel and
+    // on the register-operand one, and dB's reads on a few SMs.
+    const double dx_flops_per_sm = dx.config.rs ? 2.6e12 : 3.6e12, db_bytes_per_sm = 30.0e9;
+    const double db_time = db_bytes / db_bytes_per_sm, dx_time = dx_flops / dx_flops_per_sm;
+    reserved = static_cast<int>(db_time / (db_time + dx_time) * dx.sm_count + 0.5);
+  }
+  reserved = std::min(reserved, dx.resident_ctas / 2);        // dX keeps at least half
+  if (dx.config.cluster_m == 2) reserved = reserved / 2 * 2;  // whole clusters
+  return std::max(reserved, 0);
+}
+
 template <class Args>
 void set_quant(ForwardParams& p, const Args& args) {
   p.absmax = args.w_absmax;
@@ -320,51 +353,98 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
   const bool per_slot = !spec.grouped_in && spec.top_k > 1;
 
   std::lock_guard lock(impl_->mutex);
-  auto run = [&](OpKind op, const void* params) {
+  auto run = [&](OpKind op, const void* params, CUstream on, const KernelHandle* handle = nullptr,
+                 cuda::Event* before_main = nullptr) {
     const ProjectionSpec kernel_spec = op_spec(spec, op);
-    launch_kernel(impl_->get(kernel_spec, args.tokens).handle, kernel_spec, params, rows, stream);
+    launch_kernel(handle ? *handle : impl_->get(kernel_spec, args.tokens).handle, kernel_spec,
+                  params, rows, on, before_main);
     ++impl_->stats.launches;
   };
-  const AuxParams pack{args.lora_b, b_packed, 0};
-  run(OpKind::pack_b, &pack);
-  if (!args.xa) {  // recompute x * A^T with the forward kernel in its x*A^T-only mode
-    ForwardParams p{};
-    p.x = args.x;
-    p.w = args.w;
-    p.lora_a = args.lora_a;
-    // B as the forward's kernel reads it (the x*A^T-only mode leaves the TMA kernel's B unread).
-    p.lora_b = forward_reads_packed_b(spec) ? b_packed : args.lora_b;
-    p.expert_offsets = args.expert_offsets;
-    p.scattered_idxs = args.sorted_scattered_idxs;
-    p.xa_out = reinterpret_cast<float*>(workspace + ws.xa);
-    set_quant(p, args);
-    p.rows = rows;
-    p.scale = args.scale;
-    run(OpKind::forward, &p);
+  // dB needs only dy and x * A^T: it runs on the caller's stream beside dX, which runs on the
+  // lane's side stream with its persistent grid kept off `reserved` SMs (grad_b_reserved_sms).
+  // Every kernel is loaded first, so that nothing but a launch can fail once the streams fork.
+  const KernelHandle& dx_kernel =
+      impl_->get(op_spec(spec, OpKind::backward_dx), args.tokens).handle;
+  for (const OpKind op :
+       {OpKind::pack_b, OpKind::forward, OpKind::reduce_slots, OpKind::grad_a, OpKind::grad_b})
+    if ((op != OpKind::forward || !args.xa) && (op != OpKind::reduce_slots || per_slot))
+      impl_->get(op_spec(spec, op), args.tokens);
+  const int reserved = grad_b_reserved_sms(spec, args.tokens, dx_kernel, impl_->options.grad_b_sms);
+  Impl::BackwardLane* lane = nullptr;
+  CUstream main = stream;
+  if (reserved > 0) {
+    lane = &impl_->lanes.try_emplace(stream).first->second;
+    lane->forked.record(stream);
+    lane->forked.hold(lane->side.get());
+    main = lane->side.get();
   }
-  ForwardParams dx{};
-  dx.x = args.dy;
-  dx.w = args.w;
-  dx.lora_a = b_packed;
-  dx.lora_b = args.lora_a;
-  dx.expert_offsets = args.expert_offsets;
-  dx.scattered_idxs = args.sorted_scattered_idxs;
-  dx.y = per_slot ? workspace + ws.slots : args.dx;
-  dx.xa_out = dy_b;
-  set_quant(dx, args);
-  dx.rows = rows;
-  dx.scale = args.scale;
-  run(OpKind::backward_dx, &dx);
-  if (per_slot) {
-    const AuxParams reduce{workspace + ws.slots, args.dx, args.tokens};
-    run(OpKind::reduce_slots, &reduce);
-  }
-  const LoraGradParams grad_a{dy_b,    args.x, args.expert_offsets, args.sorted_scattered_idxs,
-                              args.da, rows,   args.scale};
-  run(OpKind::grad_a, &grad_a);
   const LoraGradParams grad_b{xa,      args.dy, args.expert_offsets, args.sorted_scattered_idxs,
                               args.db, rows,    args.scale};
-  run(OpKind::grad_b, &grad_b);
+  try {
+    const AuxParams pack{args.lora_b, b_packed, 0};
+    run(OpKind::pack_b, &pack, main);
+    if (!args.xa) {  // recompute x * A^T with the forward kernel in its x*A^T-only mode
+      ForwardParams p{};
+      p.x = args.x;
+      p.w = args.w;
+      p.lora_a = args.lora_a;
+      // B as the forward's kernel reads it (the x*A^T-only mode leaves the TMA kernel's B unread).
+      p.lora_b = forward_reads_packed_b(spec) ? b_packed : args.lora_b;
+      p.expert_offsets = args.expert_offsets;
+      p.scattered_idxs = args.sorted_scattered_idxs;
+      p.xa_out = reinterpret_cast<float*>(workspace + ws.xa);
+      set_quant(p, args);
+      p.rows = rows;
+      p.scale = args.scale;
+      run(OpKind::forward, &p, main);
+    }
+    ForwardParams dx{};
+    dx.x = args.dy;
+    dx.w = args.w;
+    dx.lora_a = b_packed;
+    dx.lora_b = args.lora_a;
+    dx.expert_offsets = args.expert_offsets;
+    dx.scattered_idxs = args.sorted_scattered_idxs;
+    dx.y = per_slot ? workspace + ws.slots : args.dx;
+    dx.xa_out = dy_b;
+    set_quant(dx, args);
+    dx.rows = rows;
+    dx.scale = args.scale;
+    KernelHandle dx_on_fewer_sms = dx_kernel;
+    dx_on_fewer_sms.resident_ctas -= reserved;
+    // dB waits for inputs_ready, recorded right before dX's persistent grid is launched (after
+    // the register-operand kernel's prologue): both can start at once, and dX's higher-priority
+    // blocks take their SMs first.
+    run(OpKind::backward_dx, &dx, main, &dx_on_fewer_sms, lane ? &lane->inputs_ready : nullptr);
+    if (lane) {
+      lane->inputs_ready.hold(stream);
+      run(OpKind::grad_b, &grad_b, stream);
+      ++impl_->stats.grad_b_beside_dx;
+    }
+    if (per_slot) {
+      const AuxParams reduce{workspace + ws.slots, args.dx, args.tokens};
+      run(OpKind::reduce_slots, &reduce, main);
+    }
+    const LoraGradParams grad_a{dy_b,    args.x, args.expert_offsets, args.sorted_scattered_idxs,
+                                args.da, rows,   args.scale};
+    run(OpKind::grad_a, &grad_a, main);
+  } catch (...) {
+    // The caller's later work still waits for whatever reached the side stream.
+    if (lane) {
+      try {
+        lane->joined.record(main);
+        lane->joined.hold(stream);
+      } catch (...) {  // the first error is the one to report
+      }
+    }
+    throw;
+  }
+  if (lane) {
+    lane->joined.record(main);
+    lane->joined.hold(stream);
+  } else {
+    run(OpKind::grad_b, &grad_b, stream);
+  }
 }
 
 TileConfig Runtime::prepare(const ProjectionSpec& spec, std::int64_t tokens, bool with_backward) {

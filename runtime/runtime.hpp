@@ -85,6 +85,10 @@ struct RuntimeOptions {
   std::optional<TileConfig> gemm_config;
   bool validate = false;  // copy the routing to the host and check it before launching
   int device = 0;         // used when no context is current
+  // SMs the backward leaves to dB while dX runs on the others (dB reads only dy and x*A^T, so the
+  // two can overlap: dX is tensor-bound, dB memory-bound). -1: chosen from the shape; 0: dB runs
+  // after dX. Applies where dX runs a persistent kernel (sm_90a); the results are the same.
+  int grad_b_sms = -1;
 };
 
 struct RuntimeStats {
@@ -95,6 +99,7 @@ struct RuntimeStats {
   std::int64_t cache_waits = 0;  // another process was building the kernel; reused its entry
   std::int64_t compiles = 0;     // NVRTC compilations in this process
   std::int64_t tunes = 0;
+  std::int64_t grad_b_beside_dx = 0;  // backward calls that ran dB beside dX (grad_b_sms)
   // Over all tunes: candidates dropped before timing (shared memory, spills), timed, left untimed
   // because their time floor was above the best time, and dropped because their result differed
   // from the reference config's (a kernel wrong for the shape; never expected).
@@ -122,7 +127,9 @@ class Runtime {
   void forward(const ProjectionSpec& spec, const ForwardArgs& args, CUstream stream = nullptr);
 
   // dX, dA and dB for the forward described by `spec` (whose op is forward), on `stream`.
-  // Deterministic: no float atomics; experts with no rows get zero dA and dB.
+  // Deterministic: no float atomics; experts with no rows get zero dA and dB. Part of the work may
+  // run on a stream the Runtime owns (one per caller stream), ordered after the work queued on
+  // `stream` before the call and before the work queued on it after.
   void backward(const ProjectionSpec& spec, const BackwardArgs& args, CUstream stream = nullptr);
 
   // Makes the kernel for (spec, tokens) ready without launching it; returns its config. With

@@ -252,6 +252,58 @@ TEST_F(BackwardRuntime, TunedCallMatchesReferenceAndTunesOnce) {
   EXPECT_EQ(runtime.stats().compiles, tuned.compiles);
 }
 
+// dB beside dX (RuntimeOptions::grad_b_sms: dX on a side stream with fewer SMs, dB on the
+// caller's) gives the bits of dB after dX, and the reference result, with x * A^T saved or
+// recomputed. (The register-operand kernel's cases, QuantGemm.RsKernel*, run dB beside dX by the
+// default choice.)
+TEST_F(BackwardRuntime, GradBBesideDxGivesTheSameBits) {
+  if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
+    GTEST_SKIP() << "dB beside dX needs a persistent dX kernel (sm_90a); this device is " << arch;
+  for (const bool save_xa : {false, true}) {
+    BackwardCase c;
+    c.spec.experts = 8;
+    c.spec.top_k = 2;
+    c.spec.in_features = 512;
+    c.spec.out_features = 384;
+    c.spec.rank = 16;
+    c.tokens = 700;
+    c.routing = RoutingKind::skewed;
+    c.seed = 23;
+    c.save_xa = save_xa;
+    SCOPED_TRACE(c.describe());
+    const ForwardInputs inputs = make_inputs(c.spec, c.tokens, c.routing, c.seed);
+    std::optional<Gradients> after, beside;
+    for (const int sms : {0, 16}) {
+      RuntimeOptions o = options(false);
+      o.grad_b_sms = sms;
+      Runtime runtime(o);
+      BackwardProblem problem(c.spec, inputs, make_dy(c), save_xa);
+      cuda::Stream stream;
+      problem.poison();
+      runtime.forward(c.spec, problem.forward_args(), stream.get());
+      runtime.backward(c.spec, problem.args(), stream.get());
+      stream.synchronize();
+      EXPECT_EQ(runtime.stats().grad_b_beside_dx, sms > 0 ? 1 : 0);
+      (sms > 0 ? beside : after) = problem.download();
+      if (sms > 0) {
+        const std::string why = check_backward_case(runtime, c, stream, 8);
+        EXPECT_TRUE(why.empty()) << why;
+      }
+    }
+    EXPECT_TRUE(beside->dx.bytes() == after->dx.bytes()) << "dX differs";
+    EXPECT_TRUE(beside->da.bytes() == after->da.bytes()) << "dA differs";
+    EXPECT_TRUE(beside->db.bytes() == after->db.bytes()) << "dB differs";
+  }
+  RuntimeOptions bad = options(false);
+  bad.grad_b_sms = -2;
+  try {
+    Runtime runtime(bad);
+    ADD_FAILURE() << "grad_b_sms = -2 accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("grad_b_sms"), std::string::npos) << e.what();
+  }
+}
+
 // Every lora_grad tuning candidate against the default config (which the backward sweep checks
 // against the float64 reference), on ragged routings: rows per expert not a multiple of any
 // stage, experts with no rows (their gradient must be exactly zero, as the default's), D not a
