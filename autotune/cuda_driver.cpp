@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <fmt/format.h>
+#include <algorithm>
 
 #include "compiler/error.hpp"
 
@@ -229,7 +230,7 @@ Event::~Event() {
 void Event::record(CUstream stream) {
   check(api().cuEventRecord(event_, stream), "cuEventRecord");
 }
-void Event::hold(CUstream stream) const {
+void Event::wait_in(CUstream stream) const {
   check(api().cuStreamWaitEvent(stream, event_, 0), "cuStreamWaitEvent");
 }
 float Event::elapsed_since(const Event& start) const {
@@ -239,18 +240,29 @@ float Event::elapsed_since(const Event& start) const {
   return ms;
 }
 
-Stream::Stream(bool highest_priority) {
-  if (!highest_priority) {
-    check(api().cuStreamCreate(&stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-    return;
-  }
-  int least = 0, greatest = 0;
+Stream::Stream() {
+  check(api().cuStreamCreate(&stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+}
+Stream Stream::above(CUstream than) {
+  int least = 0, greatest = 0, priority = 0;
   check(api().cuCtxGetStreamPriorityRange(&least, &greatest), "cuCtxGetStreamPriorityRange");
-  check(api().cuStreamCreateWithPriority(&stream_, CU_STREAM_NON_BLOCKING, greatest),
+  check(api().cuStreamGetPriority(than, &priority), "cuStreamGetPriority");
+  Stream out(nullptr);
+  // Lower numbers are higher priorities.
+  check(api().cuStreamCreateWithPriority(&out.stream_, CU_STREAM_NON_BLOCKING,
+                                         std::max(greatest, priority - 1)),
         "cuStreamCreateWithPriority");
+  return out;
 }
 Stream::~Stream() {
   if (stream_) api().cuStreamDestroy(stream_);
+}
+Stream& Stream::operator=(Stream&& other) noexcept {
+  if (this != &other) {
+    if (stream_) api().cuStreamDestroy(stream_);
+    stream_ = std::exchange(other.stream_, nullptr);
+  }
+  return *this;
 }
 void Stream::synchronize() const {
   check(api().cuStreamSynchronize(stream_), "cuStreamSynchronize");

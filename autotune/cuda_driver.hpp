@@ -47,6 +47,7 @@ struct Api {
   X(cuStreamCreate)               \
   X(cuStreamCreateWithPriority)   \
   X(cuCtxGetStreamPriorityRange)  \
+  X(cuStreamGetPriority)          \
   X(cuStreamWaitEvent)            \
   X(cuStreamDestroy)              \
   X(cuStreamSynchronize)          \
@@ -168,8 +169,8 @@ class Event {
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
   void record(CUstream stream);
-  // Work queued on `stream` from now on waits for the work this event last recorded.
-  void hold(CUstream stream) const;
+  // Makes the work queued on `stream` from now on wait for the work this event last recorded.
+  void wait_in(CUstream stream) const;
   // Milliseconds between `start` and this event, after waiting for this one.
   float elapsed_since(const Event& start) const;
 
@@ -179,9 +180,12 @@ class Event {
 
 class Stream {
  public:
-  // `highest_priority`: its pending blocks are dispatched before those of streams of default
-  // priority, so a kernel on it takes the SMs first when both can start.
-  explicit Stream(bool highest_priority = false);
+  Stream();
+  // One priority step above `than` (or the highest there is): when a kernel on each can start,
+  // this stream's blocks are dispatched first.
+  static Stream above(CUstream than);
+  Stream(Stream&& other) noexcept : stream_(std::exchange(other.stream_, nullptr)) {}
+  Stream& operator=(Stream&& other) noexcept;
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -189,6 +193,7 @@ class Stream {
   void synchronize() const;
 
  private:
+  explicit Stream(std::nullptr_t) {}  // no stream yet
   CUstream stream_ = nullptr;
 };
 

@@ -134,12 +134,15 @@ void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const For
   void* prologue_args[] = {&prologue_params};
   launch_or_throw(kernel.prologue, launch_dims(prologue.spec, prologue.config, rows),
                   kernel.prologue_smem, stream, prologue_args, spec, ", rs prologue");
-  if (before_main) before_main->record(stream);
-  if (params.y == nullptr) return;  // x * A^T was all that was asked for
+  if (params.y == nullptr) {  // x * A^T was all that was asked for
+    if (before_main) before_main->record(stream);
+    return;
+  }
   ForwardParams p = params;
   p.xa_in = prologue_params.xa_out;
   p.xa_out = nullptr;
   ForwardTensorMaps maps = encode_tensor_maps(spec, kernel.config, p);
+  if (before_main) before_main->record(stream);
   void* args[] = {&p, &maps};
   launch_or_throw(kernel.function, launch_dims(spec, kernel.config, rows, kernel.resident_ctas),
                   kernel.dynamic_smem, stream, args, spec, "");

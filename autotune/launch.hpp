@@ -42,7 +42,8 @@ void prepare_kernel(KernelHandle& kernel);
 // the op takes) over `rows` = T*k grouped rows; does nothing when rows == 0. A register-operand
 // kernel runs its prologue first, into params.xa_out or else stream-ordered scratch, and runs
 // itself only when params.y is set. `before_main`, if given, is recorded on `stream` right before
-// the kernel's own grid is launched (after the prologue), also when rows == 0.
+// the kernel's own grid is launched (after the prologue), also when there is none to launch
+// (rows == 0, or y unset); not when an argument check throws first.
 void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
                    std::int64_t rows, CUstream stream, cuda::Event* before_main = nullptr);
 

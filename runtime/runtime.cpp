@@ -69,7 +69,8 @@ struct Runtime::Impl {
   std::unordered_map<CUstream, cuda::DeviceBuffer> packed_b;
   // Per caller stream, the stream dX runs on while dB runs on the caller's (Runtime::backward).
   struct BackwardLane {
-    cuda::Stream side{true};  // highest priority: dX's blocks take their SMs before dB's
+    explicit BackwardLane(CUstream caller) : side(cuda::Stream::above(caller)) {}
+    cuda::Stream side;  // a priority above the caller's: dX's blocks take their SMs before dB's
     cuda::Event forked{false}, inputs_ready{false}, joined{false};
   };
   std::unordered_map<CUstream, BackwardLane> lanes;
@@ -270,9 +271,8 @@ int grad_b_reserved_sms(const ProjectionSpec& spec, std::int64_t tokens, const K
     const double db_time = db_bytes / db_bytes_per_sm, dx_time = dx_flops / dx_flops_per_sm;
     reserved = static_cast<int>(db_time / (db_time + dx_time) * dx.sm_count + 0.5);
   }
-  reserved = std::min(reserved, dx.resident_ctas / 2);        // dX keeps at least half
-  if (dx.config.cluster_m == 2) reserved = reserved / 2 * 2;  // whole clusters
-  return std::max(reserved, 0);
+  reserved = std::min(reserved, dx.resident_ctas / 2);          // dX keeps at least half
+  return reserved / dx.config.cluster_m * dx.config.cluster_m;  // whole clusters
 }
 
 template <class Args>
@@ -353,36 +353,36 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
   const bool per_slot = !spec.grouped_in && spec.top_k > 1;
 
   std::lock_guard lock(impl_->mutex);
+  // Every kernel is loaded (compiled or tuned on a miss) before anything is queued, so that no
+  // compile or cache error can strike once the streams fork.
+  std::unordered_map<OpKind, const KernelHandle*> kernels;
+  for (const OpKind op : {OpKind::pack_b, OpKind::forward, OpKind::backward_dx,
+                          OpKind::reduce_slots, OpKind::grad_a, OpKind::grad_b})
+    if ((op != OpKind::forward || !args.xa) && (op != OpKind::reduce_slots || per_slot))
+      kernels[op] = &impl_->get(op_spec(spec, op), args.tokens).handle;
   auto run = [&](OpKind op, const void* params, CUstream on, const KernelHandle* handle = nullptr,
                  cuda::Event* before_main = nullptr) {
-    const ProjectionSpec kernel_spec = op_spec(spec, op);
-    launch_kernel(handle ? *handle : impl_->get(kernel_spec, args.tokens).handle, kernel_spec,
-                  params, rows, on, before_main);
+    launch_kernel(handle ? *handle : *kernels.at(op), op_spec(spec, op), params, rows, on,
+                  before_main);
     ++impl_->stats.launches;
   };
   // dB needs only dy and x * A^T: it runs on the caller's stream beside dX, which runs on the
   // lane's side stream with its persistent grid kept off `reserved` SMs (grad_b_reserved_sms).
-  // Every kernel is loaded first, so that nothing but a launch can fail once the streams fork.
-  const KernelHandle& dx_kernel =
-      impl_->get(op_spec(spec, OpKind::backward_dx), args.tokens).handle;
-  for (const OpKind op :
-       {OpKind::pack_b, OpKind::forward, OpKind::reduce_slots, OpKind::grad_a, OpKind::grad_b})
-    if ((op != OpKind::forward || !args.xa) && (op != OpKind::reduce_slots || per_slot))
-      impl_->get(op_spec(spec, op), args.tokens);
+  const KernelHandle& dx_kernel = *kernels.at(OpKind::backward_dx);
   const int reserved = grad_b_reserved_sms(spec, args.tokens, dx_kernel, impl_->options.grad_b_sms);
   Impl::BackwardLane* lane = nullptr;
-  CUstream main = stream;
+  CUstream dx_stream = stream;
   if (reserved > 0) {
-    lane = &impl_->lanes.try_emplace(stream).first->second;
+    lane = &impl_->lanes.try_emplace(stream, stream).first->second;
     lane->forked.record(stream);
-    lane->forked.hold(lane->side.get());
-    main = lane->side.get();
+    lane->forked.wait_in(lane->side.get());
+    dx_stream = lane->side.get();
   }
   const LoraGradParams grad_b{xa,      args.dy, args.expert_offsets, args.sorted_scattered_idxs,
                               args.db, rows,    args.scale};
   try {
     const AuxParams pack{args.lora_b, b_packed, 0};
-    run(OpKind::pack_b, &pack, main);
+    run(OpKind::pack_b, &pack, dx_stream);
     if (!args.xa) {  // recompute x * A^T with the forward kernel in its x*A^T-only mode
       ForwardParams p{};
       p.x = args.x;
@@ -396,7 +396,7 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
       set_quant(p, args);
       p.rows = rows;
       p.scale = args.scale;
-      run(OpKind::forward, &p, main);
+      run(OpKind::forward, &p, dx_stream);
     }
     ForwardParams dx{};
     dx.x = args.dy;
@@ -415,33 +415,34 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
     // dB waits for inputs_ready, recorded right before dX's persistent grid is launched (after
     // the register-operand kernel's prologue): both can start at once, and dX's higher-priority
     // blocks take their SMs first.
-    run(OpKind::backward_dx, &dx, main, &dx_on_fewer_sms, lane ? &lane->inputs_ready : nullptr);
+    run(OpKind::backward_dx, &dx, dx_stream, &dx_on_fewer_sms,
+        lane ? &lane->inputs_ready : nullptr);
     if (lane) {
-      lane->inputs_ready.hold(stream);
+      lane->inputs_ready.wait_in(stream);
       run(OpKind::grad_b, &grad_b, stream);
       ++impl_->stats.grad_b_beside_dx;
     }
     if (per_slot) {
       const AuxParams reduce{workspace + ws.slots, args.dx, args.tokens};
-      run(OpKind::reduce_slots, &reduce, main);
+      run(OpKind::reduce_slots, &reduce, dx_stream);
     }
     const LoraGradParams grad_a{dy_b,    args.x, args.expert_offsets, args.sorted_scattered_idxs,
                                 args.da, rows,   args.scale};
-    run(OpKind::grad_a, &grad_a, main);
+    run(OpKind::grad_a, &grad_a, dx_stream);
   } catch (...) {
     // The caller's later work still waits for whatever reached the side stream.
     if (lane) {
       try {
-        lane->joined.record(main);
-        lane->joined.hold(stream);
+        lane->joined.record(dx_stream);
+        lane->joined.wait_in(stream);
       } catch (...) {  // the first error is the one to report
       }
     }
     throw;
   }
   if (lane) {
-    lane->joined.record(main);
-    lane->joined.hold(stream);
+    lane->joined.record(dx_stream);
+    lane->joined.wait_in(stream);
   } else {
     run(OpKind::grad_b, &grad_b, stream);
   }

@@ -252,13 +252,15 @@ TEST_F(BackwardRuntime, TunedCallMatchesReferenceAndTunesOnce) {
   EXPECT_EQ(runtime.stats().compiles, tuned.compiles);
 }
 
-// dB beside dX (RuntimeOptions::grad_b_sms: dX on a side stream with fewer SMs, dB on the
-// caller's) gives the bits of dB after dX, and the reference result, with x * A^T saved or
-// recomputed. (The register-operand kernel's cases, QuantGemm.RsKernel*, run dB beside dX by the
+// dB beside dX (RuntimeOptions::grad_b_sms: dX on a side stream with its grid capped below its
+// tiles, dB on the caller's) gives the bits of dB after dX, and the reference result, with
+// x * A^T saved or recomputed; work queued on the caller's stream afterwards runs after dX and
+// dA too. (The register-operand kernel's cases, QuantGemm.RsKernel*, run dB beside dX by the
 // default choice.)
 TEST_F(BackwardRuntime, GradBBesideDxGivesTheSameBits) {
   if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
     GTEST_SKIP() << "dB beside dX needs a persistent dX kernel (sm_90a); this device is " << arch;
+  const cuda::Api& api = cuda::api();
   for (const bool save_xa : {false, true}) {
     BackwardCase c;
     c.spec.experts = 8;
@@ -266,14 +268,14 @@ TEST_F(BackwardRuntime, GradBBesideDxGivesTheSameBits) {
     c.spec.in_features = 512;
     c.spec.out_features = 384;
     c.spec.rank = 16;
-    c.tokens = 700;
+    c.tokens = 4000;  // dX: about 140 tiles, more than the grid keeps at half the SMs
     c.routing = RoutingKind::skewed;
     c.seed = 23;
     c.save_xa = save_xa;
     SCOPED_TRACE(c.describe());
     const ForwardInputs inputs = make_inputs(c.spec, c.tokens, c.routing, c.seed);
     std::optional<Gradients> after, beside;
-    for (const int sms : {0, 16}) {
+    for (const int sms : {0, 1000}) {  // 1000: as many as it may (half the SMs)
       RuntimeOptions o = options(false);
       o.grad_b_sms = sms;
       Runtime runtime(o);
@@ -285,10 +287,23 @@ TEST_F(BackwardRuntime, GradBBesideDxGivesTheSameBits) {
       stream.synchronize();
       EXPECT_EQ(runtime.stats().grad_b_beside_dx, sms > 0 ? 1 : 0);
       (sms > 0 ? beside : after) = problem.download();
-      if (sms > 0) {
-        const std::string why = check_backward_case(runtime, c, stream, 8);
-        EXPECT_TRUE(why.empty()) << why;
-      }
+      if (sms == 0) continue;
+      const std::string why = check_backward_case(runtime, c, stream, 8);
+      EXPECT_TRUE(why.empty()) << why;
+      // Poison written on the caller's stream right after a backward lands after dX and dA,
+      // which ran on the side stream.
+      const BackwardArgs args = problem.args();
+      runtime.backward(c.spec, args, stream.get());
+      for (void* out : {args.dx, args.da})
+        cuda::check(api.cuMemsetD8Async(
+                        reinterpret_cast<CUdeviceptr>(out), 0xFF,
+                        out == args.dx ? beside->dx.bytes().size() : beside->da.bytes().size(),
+                        stream.get()),
+                    "cuMemsetD8Async");
+      stream.synchronize();
+      const Gradients late = problem.download();
+      EXPECT_TRUE(all_poison(late.dx)) << "dX written after the caller's later work";
+      EXPECT_TRUE(all_poison(late.da)) << "dA written after the caller's later work";
     }
     EXPECT_TRUE(beside->dx.bytes() == after->dx.bytes()) << "dX differs";
     EXPECT_TRUE(beside->da.bytes() == after->da.bytes()) << "dA differs";
