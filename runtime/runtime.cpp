@@ -252,24 +252,27 @@ std::size_t backward_workspace_bytes(const ProjectionSpec& spec, std::int64_t to
 
 namespace {
 
-// SMs the backward keeps dX's persistent grid off, for dB to run on beside it (0: none, dB after
-// dX). dX is tensor-bound and dB memory-bound (it reads dy once), so they overlap where the
-// reserved SMs move dB's bytes in about the time the others take for dX's products:
-// reserved / (sm_count - reserved) = (dB bytes / per-SM rate) / (dX FLOPs / per-SM rate).
+// SMs the backward keeps dX's persistent grid off, for the LoRA gradients to run on beside it (0:
+// none, they run after dX). dX is tensor-bound and dB memory-bound (it reads dy once), and so is
+// dA where it runs beside dX too (`with_grad_a`), so they overlap where the reserved SMs move
+// their bytes in about the time the others take for dX's products:
+// reserved / (sm_count - reserved) = (bytes / per-SM rate) / (dX FLOPs / per-SM rate).
 int grad_b_reserved_sms(const ProjectionSpec& spec, std::int64_t tokens, const KernelHandle& dx,
-                        int option) {
+                        bool with_grad_a, int option) {
   // Only a persistent grid (the TMA and register-operand kernels) leaves SMs free.
   if (option == 0 || !dx.config.tma || dx.resident_ctas < 2) return 0;
   int reserved = option;
   if (option < 0) {
     const double rows = static_cast<double>(tokens) * spec.top_k;
-    const double db_bytes = rows * (spec.out_features * size_of(spec.act) + spec.rank * 4.0);
+    const double act = static_cast<double>(size_of(spec.act)), u = spec.rank * 4.0;
+    const double bytes = rows * (spec.out_features * act + u) +
+                         (with_grad_a ? rows * (spec.in_features * act + u) : 0.0);
     const double dx_flops = 2.0 * rows * spec.out_features * spec.in_features;
     // Per-SM rates of the H100 runs (bench/NOTES.md, v14b): dX's products on the TMA kernel and
-    // on the register-operand one, and dB's reads on a few SMs.
-    const double dx_flops_per_sm = dx.config.rs ? 2.6e12 : 3.6e12, db_bytes_per_sm = 30.0e9;
-    const double db_time = db_bytes / db_bytes_per_sm, dx_time = dx_flops / dx_flops_per_sm;
-    reserved = static_cast<int>(db_time / (db_time + dx_time) * dx.sm_count + 0.5);
+    // on the register-operand one, and the gradients' reads on a few SMs.
+    const double dx_flops_per_sm = dx.config.rs ? 2.6e12 : 3.6e12, bytes_per_sm = 30.0e9;
+    const double grads_time = bytes / bytes_per_sm, dx_time = dx_flops / dx_flops_per_sm;
+    reserved = static_cast<int>(grads_time / (grads_time + dx_time) * dx.sm_count + 0.5);
   }
   reserved = std::min(reserved, dx.resident_ctas / 2);          // dX keeps at least half
   return reserved / dx.config.cluster_m * dx.config.cluster_m;  // whole clusters
@@ -369,7 +372,11 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
   // dB needs only dy and x * A^T: it runs on the caller's stream beside dX, which runs on the
   // lane's side stream with its persistent grid kept off `reserved` SMs (grad_b_reserved_sms).
   const KernelHandle& dx_kernel = *kernels.at(OpKind::backward_dx);
-  const int reserved = grad_b_reserved_sms(spec, args.tokens, dx_kernel, impl_->options.grad_b_sms);
+  // The register-operand kernel's prologue writes dy * B (dA's u) before its main grid starts,
+  // so dA can run beside dX as well.
+  const bool grad_a_beside = dx_kernel.config.rs;
+  const int reserved =
+      grad_b_reserved_sms(spec, args.tokens, dx_kernel, grad_a_beside, impl_->options.grad_b_sms);
   Impl::BackwardLane* lane = nullptr;
   CUstream dx_stream = stream;
   if (reserved > 0) {
@@ -380,6 +387,8 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
   }
   const LoraGradParams grad_b{xa,      args.dy, args.expert_offsets, args.sorted_scattered_idxs,
                               args.db, rows,    args.scale};
+  const LoraGradParams grad_a{dy_b,    args.x, args.expert_offsets, args.sorted_scattered_idxs,
+                              args.da, rows,   args.scale};
   try {
     const AuxParams pack{args.lora_b, b_packed, 0};
     run(OpKind::pack_b, &pack, dx_stream);
@@ -412,23 +421,22 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
     dx.scale = args.scale;
     KernelHandle dx_on_fewer_sms = dx_kernel;
     dx_on_fewer_sms.resident_ctas -= reserved;
-    // dB waits for inputs_ready, recorded right before dX's persistent grid is launched (after
-    // the register-operand kernel's prologue): both can start at once, and dX's higher-priority
-    // blocks take their SMs first.
+    // dB (and dA after a prologue) waits for inputs_ready, recorded right before dX's persistent
+    // grid is launched (after the register-operand kernel's prologue, which wrote dA's u): both
+    // can start at once, and dX's higher-priority blocks take their SMs first.
     run(OpKind::backward_dx, &dx, dx_stream, &dx_on_fewer_sms,
         lane ? &lane->inputs_ready : nullptr);
     if (lane) {
       lane->inputs_ready.wait_in(stream);
       run(OpKind::grad_b, &grad_b, stream);
+      if (grad_a_beside) run(OpKind::grad_a, &grad_a, stream);
       ++impl_->stats.grad_b_beside_dx;
     }
     if (per_slot) {
       const AuxParams reduce{workspace + ws.slots, args.dx, args.tokens};
       run(OpKind::reduce_slots, &reduce, dx_stream);
     }
-    const LoraGradParams grad_a{dy_b,    args.x, args.expert_offsets, args.sorted_scattered_idxs,
-                                args.da, rows,   args.scale};
-    run(OpKind::grad_a, &grad_a, dx_stream);
+    if (!lane || !grad_a_beside) run(OpKind::grad_a, &grad_a, dx_stream);
   } catch (...) {
     // The caller's later work still waits for whatever reached the side stream.
     if (lane) {

@@ -86,7 +86,8 @@ struct RuntimeOptions {
   bool validate = false;  // copy the routing to the host and check it before launching
   int device = 0;         // used when no context is current
   // SMs the backward leaves to dB while dX runs on the others (dB reads only dy and x*A^T, so the
-  // two can overlap: dX is tensor-bound, dB memory-bound). -1: chosen from the shape; 0: dB runs
+  // two can overlap: dX is tensor-bound, dB memory-bound; with nf4 or int8 weights dA too, once
+  // the register-operand dX's prologue has written dy*B). -1: chosen from the shape; 0: they run
   // after dX. Applies where dX runs a persistent kernel (sm_90a); the results are the same.
   int grad_b_sms = -1;
 };
