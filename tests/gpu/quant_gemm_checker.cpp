@@ -145,7 +145,7 @@ void check_on_worker(const std::vector<QuantCase>& cases, const std::filesystem:
                      std::atomic<std::size_t>& next, std::atomic<bool>& broken,
                      std::vector<std::string>& results) {
   std::optional<TestContext> context;  // first: outlives the runtime and the stream
-  std::optional<Runtime> runtime;
+  std::optional<Runtime> runtime, runtime_after_dx;
   std::optional<cuda::Stream> stream;
   std::string setup_error;
   try {
@@ -154,6 +154,8 @@ void check_on_worker(const std::vector<QuantCase>& cases, const std::filesystem:
     options.cache_path = cache;
     options.tune = false;
     runtime.emplace(options);
+    options.grad_b_sms = 0;
+    runtime_after_dx.emplace(options);
     stream.emplace();
   } catch (const std::exception& e) {  // no exception may leave a thread
     setup_error = e.what();
@@ -165,7 +167,7 @@ void check_on_worker(const std::vector<QuantCase>& cases, const std::filesystem:
       continue;
     }
     try {
-      results[i] = check_quant_case(*runtime, cases[i], *stream, 1);
+      results[i] = check_quant_case(*runtime, cases[i], *stream, 1, &*runtime_after_dx);
     } catch (const CudaError& e) {
       broken = true;
       results[i] =
@@ -211,7 +213,7 @@ std::string error_pattern(const std::vector<double>& ref, const HostTensor& out,
 }
 
 std::string check_quant_case(Runtime& runtime, const QuantCase& c, const cuda::Stream& stream,
-                             int reference_threads) {
+                             int reference_threads, Runtime* gradients_after_dx) {
   const QuantizedBase base = make_quantized_base(c.spec, c.seed);
   const ForwardInputs inputs = make_quant_inputs(c, base);
   const HostTensor dy = make_quant_dy(c);
@@ -246,12 +248,16 @@ std::string check_quant_case(Runtime& runtime, const QuantCase& c, const cuda::S
     return run_backward(runtime, c, backward_args, backward, stream);
   });
   const Gradients g2 = at_stage("backward run 2 (" + backward_stage + ")", why, [&] {
-    return run_backward(runtime, c, backward_args, backward, stream);
+    return run_backward(gradients_after_dx ? *gradients_after_dx : runtime, c, backward_args,
+                        backward, stream);
   });
   if (const std::string grads = gradient_mismatch(ref_spec, inputs.routing, grad_ref, g1);
       !grads.empty())
     why += grads + gradient_patterns(ref_spec, inputs.routing, grad_ref, g1);
-  return why + determinism_mismatch(g1, g2);
+  const std::string repeat = determinism_mismatch(g1, g2);
+  if (!repeat.empty() && gradients_after_dx)
+    return why + "backward run 2 computed dA and dB after dX (grad_b_sms = 0): " + repeat;
+  return why + repeat;
 }
 
 std::filesystem::path worker_cache(const std::filesystem::path& cache_dir, int worker) {

@@ -20,9 +20,11 @@ std::string error_pattern(const std::vector<double>& reference, const HostTensor
                           std::int64_t cols, double bound, const std::vector<int>& row_experts);
 
 // Empty when the case passes, otherwise one line per problem (tensor, error, bound, elements).
-// Throws what the Runtime throws.
+// Each op runs twice and must repeat itself bit for bit; with `gradients_after_dx` (a Runtime
+// with grad_b_sms = 0) the second backward runs through it, so the gradients computed beside dX
+// must equal those computed after it. Throws what the Runtime throws.
 std::string check_quant_case(Runtime& runtime, const QuantCase& c, const cuda::Stream& stream,
-                             int reference_threads);
+                             int reference_threads, Runtime* gradients_after_dx = nullptr);
 
 // The cache file of worker `worker` under `cache_dir` (entries put there first are used).
 std::filesystem::path worker_cache(const std::filesystem::path& cache_dir, int worker);
