@@ -379,6 +379,11 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
       grad_b_reserved_sms(spec, args.tokens, dx_kernel, grad_a_beside, impl_->options.grad_b_sms);
   Impl::BackwardLane* lane = nullptr;
   CUstream dx_stream = stream;
+  // The caller's later work waits for the side stream's.
+  auto join = [&] {
+    lane->joined.record(dx_stream);
+    lane->joined.wait_in(stream);
+  };
   if (reserved > 0) {
     lane = &impl_->lanes.try_emplace(stream, stream).first->second;
     lane->forked.record(stream);
@@ -441,19 +446,16 @@ void Runtime::backward(const ProjectionSpec& spec, const BackwardArgs& args, CUs
     // The caller's later work still waits for whatever reached the side stream.
     if (lane) {
       try {
-        lane->joined.record(dx_stream);
-        lane->joined.wait_in(stream);
+        join();
       } catch (...) {  // the first error is the one to report
       }
     }
     throw;
   }
-  if (lane) {
-    lane->joined.record(dx_stream);
-    lane->joined.wait_in(stream);
-  } else {
+  if (lane)
+    join();
+  else
     run(OpKind::grad_b, &grad_b, stream);
-  }
 }
 
 TileConfig Runtime::prepare(const ProjectionSpec& spec, std::int64_t tokens, bool with_backward) {
