@@ -257,13 +257,6 @@ Stream Stream::above(CUstream than) {
 Stream::~Stream() {
   if (stream_) api().cuStreamDestroy(stream_);
 }
-Stream& Stream::operator=(Stream&& other) noexcept {
-  if (this != &other) {
-    if (stream_) api().cuStreamDestroy(stream_);
-    stream_ = std::exchange(other.stream_, nullptr);
-  }
-  return *this;
-}
 void Stream::synchronize() const {
   check(api().cuStreamSynchronize(stream_), "cuStreamSynchronize");
 }

@@ -185,7 +185,6 @@ class Stream {
   // this stream's blocks are dispatched first.
   static Stream above(CUstream than);
   Stream(Stream&& other) noexcept : stream_(std::exchange(other.stream_, nullptr)) {}
-  Stream& operator=(Stream&& other) noexcept;
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;

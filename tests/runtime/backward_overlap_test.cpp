@@ -2,6 +2,7 @@
 // a GPU: the option's meaning, the caps, and how the shape moves the choice.
 #include <gtest/gtest.h>
 
+#include "compiler/tile_config.hpp"
 #include "runtime/backward_overlap.hpp"
 #include "runtime/presets.hpp"
 
@@ -10,18 +11,10 @@ namespace {
 
 constexpr int kSms = 132;
 
-KernelHandle persistent_dx(bool rs = false, int cluster_m = 1) {
+// dX on the persistent kernel the tile config `name` selects, on an H100's 132 SMs.
+KernelHandle persistent_dx(const char* name = "m128n256k64_w8x1_s4_tma") {
   KernelHandle k;
-  k.config = TileConfig{.block_m = rs ? 256 : 128,
-                        .block_n = rs ? 128 : 256,
-                        .block_k = 64,
-                        .warps_m = 8,
-                        .warps_n = 1,
-                        .stages = 4,
-                        .wgmma = true,
-                        .tma = true,
-                        .cluster_m = cluster_m,
-                        .rs = rs};
+  k.config = parse_tile_config(name);
   k.sm_count = kSms;
   k.resident_ctas = kSms;
   return k;
@@ -37,7 +30,8 @@ TEST(BackwardOverlap, OptionZeroOrANonPersistentDxReservesNothing) {
   const ProjectionSpec spec = preset_spec("qwen3-30b-a3b", Projection::down);
   EXPECT_EQ(grad_b_reserved_sms(spec, kTokens, persistent_dx(), false, 0), 0);
   KernelHandle mma_sync = persistent_dx();
-  mma_sync.config = TileConfig{128, 128, 32, 2, 2, 3};  // one CTA per tile: no SM is left free
+  mma_sync.config =
+      parse_tile_config("m128n128k32_w2x2_s3");  // one CTA per tile: no SM is left free
   EXPECT_EQ(grad_b_reserved_sms(spec, kTokens, mma_sync, false, -1), 0);
   EXPECT_EQ(grad_b_reserved_sms(spec, kTokens, mma_sync, false, 16), 0);
 }
@@ -46,7 +40,8 @@ TEST(BackwardOverlap, AnExplicitCountIsCappedAtHalfAndRoundedToClusters) {
   const ProjectionSpec spec = preset_spec("qwen3-30b-a3b", Projection::down);
   EXPECT_EQ(grad_b_reserved_sms(spec, kTokens, persistent_dx(), false, 16), 16);
   EXPECT_EQ(grad_b_reserved_sms(spec, kTokens, persistent_dx(), false, 1000), kSms / 2);
-  EXPECT_EQ(grad_b_reserved_sms(spec, kTokens, persistent_dx(false, 2), false, 7), 6);
+  EXPECT_EQ(
+      grad_b_reserved_sms(spec, kTokens, persistent_dx("m128n256k64_w8x1_s4_tma_c2"), false, 7), 6);
 }
 
 TEST(BackwardOverlap, TheChoiceFollowsTheGradientsBytesAgainstDxProducts) {
@@ -64,7 +59,8 @@ TEST(BackwardOverlap, TheChoiceFollowsTheGradientsBytesAgainstDxProducts) {
   const ProjectionSpec spec = preset_spec("qwen3-30b-a3b", Projection::gate_up);
   const int bf16 = grad_b_reserved_sms(spec, kTokens, tma, false, -1);
   EXPECT_GT(grad_b_reserved_sms(spec, kTokens, tma, true, -1), bf16);
-  EXPECT_LT(grad_b_reserved_sms(spec, kTokens, persistent_dx(true), false, -1), bf16);
+  EXPECT_LT(grad_b_reserved_sms(spec, kTokens, persistent_dx("m256n128k64_w8x1_s4_rs"), false, -1),
+            bf16);
 }
 
 }  // namespace
