@@ -9,7 +9,8 @@ add (+ bias) -> scatter. The forward is timed without autograd; the forward + ba
 torch operations (SPEC.md's formula; blocksize 64), as a QLoRA composition without a fused kernel
 does. Before timing, y and the gradients are checked against a float32 autograd reference on a few
 tokens, and the dequantization against SPEC.md's formula on sampled values. Also measures the dense
-bf16 matmul rate once and derives each row's rooflines from it (bench/flops.py).
+bf16 matmul rate and the device copy rate once; each row's rooflines come from the first, its memory
+floors (bench/report.py) from the second (bench/flops.py).
 Prints one JSON object per row on stdout and a short line per row on stderr.
 """
 import argparse
@@ -227,6 +228,14 @@ def dense_tflops(warmup, reps, gen):
     return 2 * n ** 3 / (ms * 1e-3) / 1e12
 
 
+def copy_tbps(warmup, reps):
+    """The device's copy rate: bytes read plus bytes written per second by a 1 GiB tensor copy."""
+    src = torch.empty(int(GIB), device="cuda", dtype=torch.uint8)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), warmup, reps)
+    return 2 * GIB / (ms * 1e-3) / 1e12
+
+
 def forward_step(p):
     with torch.no_grad():
         return composition_forward(p, p.weight(), p.x, p.a, p.b)
@@ -264,15 +273,18 @@ def row_list(args, parser):
     presets = [name for name in args.presets.split(",") if name]
     weights = [name for name in args.weights.split(",") if name]
     sweep = [int(t) for t in args.tokens_sweep.split(",") if t]
+    sweep_weights = [name for name in args.sweep_weights.split(",") if name]
     for names, known, flag in ((presets + [args.sweep_preset], PRESETS, "--presets"),
-                               (weights, WEIGHTS, "--weights")):
+                               (weights, WEIGHTS, "--weights"),
+                               (sweep_weights, WEIGHTS, "--sweep-weights")):
         unknown = [name for name in names if name not in known]
         if unknown:
             parser.error(f"{flag}: unknown {unknown}; expected some of {list(known)}")
     projs = [args.proj] if args.proj else ["gate_up", "down"]
     rows = [] if args.sweep_only else [
         (preset, proj, args.tokens, w) for preset in presets for proj in projs for w in weights]
-    rows += [(args.sweep_preset, proj, t, "bf16") for proj in projs for t in sweep]
+    rows += [(args.sweep_preset, proj, t, w) for proj in projs for w in sweep_weights
+             for t in sweep]
     return list(dict.fromkeys(rows))  # each once, in order
 
 
@@ -282,8 +294,9 @@ def parse_args():
     parser.add_argument("--proj", choices=["gate_up", "down"], help="one projection (default both)")
     parser.add_argument("--tokens", type=int, default=8192)
     parser.add_argument("--weights", default="bf16", help="comma-separated: bf16,nf4")
-    parser.add_argument("--tokens-sweep", default="", help="also --sweep-preset at these T (bf16)")
+    parser.add_argument("--tokens-sweep", default="", help="also --sweep-preset at these T")
     parser.add_argument("--sweep-preset", default="qwen3-30b-a3b")
+    parser.add_argument("--sweep-weights", default="bf16", help="comma-separated: bf16,nf4")
     parser.add_argument("--sweep-only", action="store_true", help="only the --tokens-sweep rows")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=5)
@@ -309,9 +322,11 @@ def main():
         sys.exit("composition.py: torch sees no CUDA GPU")
     gen = torch.Generator(device="cuda").manual_seed(args.seed)
     tflops = dense_tflops(args.warmup, args.reps, gen)
+    copy_rate = copy_tbps(args.warmup, args.reps)
     device = torch.cuda.get_device_name()
     date = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    print(f"dense bf16 mm 8192^3: {tflops:.0f} TFLOP/s", file=sys.stderr)
+    print(f"dense bf16 mm 8192^3: {tflops:.0f} TFLOP/s; device copy {copy_rate:.2f} TB/s",
+          file=sys.stderr)
     torch.backends.cuda.matmul.allow_tf32 = False  # a true float32 reference
     failed = False
     for preset, proj, tokens, weights in rows:
@@ -323,7 +338,7 @@ def main():
                    composition_fb_ms=None, composition_peak_extra_gib=None,
                    roofline_f_ms=roofline_ms(forward_flops(*shape), tflops),
                    roofline_fb_ms=roofline_ms(forward_backward_flops(*shape), tflops),
-                   dense_tflops=tflops, torch=torch.__version__)
+                   dense_tflops=tflops, copy_tbps=copy_rate, torch=torch.__version__)
         try:
             p = Problem(preset, proj, args.rank, weights, gen)
             p.set_tokens(args.check_tokens, gen)

@@ -8,7 +8,7 @@
 # Environment: STAGES (default sass,tests,sanitizer,bench); OUT (default BUILD/device-out); time
 # limits in seconds SASS_TIMEOUT, TESTS_TIMEOUT, SANITIZER_TIMEOUT, BENCH_TIMEOUT,
 # COMPOSITION_TIMEOUT; BENCH_ARGS for both moejit_bench and composition.py (default: the
-# qwen3-30b-a3b token sweep and fewer reps; e.g. "--presets qwen3-30b-a3b --tokens 4096");
+# qwen3-30b-a3b token sweep in bf16 and nf4, and fewer reps; e.g. "--presets qwen3-30b-a3b --tokens 4096");
 # MOEJIT_BENCH_ARGS for moejit_bench alone (default: the four weight formats, bf16 autotuned),
 # COMPOSITION_ARGS for composition.py alone (default: bf16 and nf4); an empty value drops a
 # default. CARRY_LIB: the carried libraries (default .carry/lib); RACECHECK_TEST names the test
@@ -34,9 +34,9 @@ SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-540}
 # of all kernels of a step takes 12-20 s there (NVRTC), so only the bf16 rows are autotuned and the
 # quantized rows run the default configs except nf4 and int8, whose register-operand tiles tune in
 # 7-10 s a projection (a separate run with --tune-weights can tune nf4-dq too).
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-330}
-COMPOSITION_TIMEOUT=${COMPOSITION_TIMEOUT:-60}
-BENCH_ARGS=${BENCH_ARGS---tokens-sweep 1024,4096,8192,32768 --warmup 3 --reps 15}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-400}
+COMPOSITION_TIMEOUT=${COMPOSITION_TIMEOUT:-120}
+BENCH_ARGS=${BENCH_ARGS---tokens-sweep 1024,4096,8192,32768 --sweep-weights bf16,nf4 --warmup 3 --reps 15}
 MOEJIT_BENCH_ARGS=${MOEJIT_BENCH_ARGS---weights bf16,nf4,nf4-dq,int8 --tune-weights bf16,nf4,int8}
 COMPOSITION_ARGS=${COMPOSITION_ARGS---weights bf16,nf4}
 CARRY_LIB=${CARRY_LIB:-$PWD/.carry/lib}

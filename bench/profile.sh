@@ -13,7 +13,9 @@
 # of it are skipped first), under the same file names. Writes three files into OUT (default
 # BUILD/profile-out), named
 # PRESET-PROJ-WEIGHTS-{kernels,forward,stalls}.txt, so that several profiles fit in what the device
-# machine returns; KEEP_REPORT=1 adds the Nsight Compute report (.ncu-rep). The raw CSVs and the
+# machine returns; KEEP_REPORT=1 adds the Nsight Compute report (.ncu-rep). CLOCKS=none keeps the
+# GPU's own clocks (ncu --clock-control none) instead of locking them to the base clock, so that the
+# kernel times compare with the bench's event-timed steps. The raw CSVs and the
 # logs stay in a scratch folder (printed on failure). KERNELS_ONLY=1 stops after the kernel times.
 set -euo pipefail
 BUILD=${1:-build}
@@ -34,7 +36,7 @@ bench=("$BUILD/bench/moejit_bench" --presets "$PRESET" --proj "$PROJ" --weights 
   --tune-weights "$other" --no-first-launch --warmup 1 --reps 1
   ${GEMM_CONFIG:+--gemm-config "$GEMM_CONFIG"})
 
-ncu --metrics gpu__time_duration.sum --print-units base --csv --log-file "$WORK/kernels.csv" "${bench[@]}" \
+ncu ${CLOCKS:+--clock-control "$CLOCKS"} --metrics gpu__time_duration.sum --print-units base --csv --log-file "$WORK/kernels.csv" "${bench[@]}" \
   >"$WORK/bench.jsonl" 2>"$WORK/ncu.log"
 python3 - "$WORK/kernels.csv" >"$NAME-kernels.txt" <<'PY'
 import collections, csv, re, sys
@@ -51,7 +53,7 @@ for kernel, (n, us) in sorted(total.items(), key=lambda kv: -kv[1][1]):
 PY
 cat "$NAME-kernels.txt"
 if [[ ${KERNELS_ONLY:-0} == 1 ]]; then rm -rf "$WORK"; exit 0; fi
-ncu --set full --kernel-name "regex:${KERNEL:-moe_lora_forward}" --launch-skip "${SKIP:-1}" --launch-count 1 \
+ncu ${CLOCKS:+--clock-control "$CLOCKS"} --set full --kernel-name "regex:${KERNEL:-moe_lora_forward}" --launch-skip "${SKIP:-1}" --launch-count 1 \
   -o "$WORK/forward" -f "${bench[@]}" >>"$WORK/ncu.log" 2>&1
 ncu --import "$WORK/forward.ncu-rep" --page details >"$NAME-forward.txt"
 { grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|L2 Hit|DRAM Throughput|Bank|L1/TEX Hit|Mem Busy|Max Bandwidth|Mem Pipes Busy" \

@@ -5,6 +5,8 @@ Rows are matched by (shape, proj, tokens, rank, weights). The rooflines of every
 here from its shape and the dense bf16 rate composition.py measured (bench/flops.py):
   roofline_f_ms  = 2 T k (K N + K r + r N) / rate
   roofline_fb_ms = 2 T k (2 K N + 3 K r + 3 N r) / rate   (forward + dX + dA + dB)
+and its memory floors from the bytes each op moves at least and the copy rate it measured
+(flops.step_bytes; gate_up reads a gathered x of T rows, down a grouped one of T k rows).
 The markdown holds the main table (the rows at the main token count) and, when one preset was
 measured at several token counts, the token sweep; both are also printed on stdout.
 """
@@ -15,7 +17,7 @@ import pathlib
 import re
 import sys
 
-from flops import forward_backward_flops, forward_flops, roofline_ms
+from flops import forward_backward_flops, forward_flops, memory_floor_ms, roofline_ms, step_bytes
 
 KEY = ("shape", "proj", "tokens", "rank", "weights")
 FIELDS = ("device", "date", "shape", "proj", "tokens", "rank", "weights", "moejit_f_ms",
@@ -24,7 +26,8 @@ FIELDS = ("device", "date", "shape", "proj", "tokens", "rank", "weights", "moeji
           "first_forward_ms",
           "moejit_fb_ms", "composition_fb_ms", "roofline_fb_ms", "peak_extra_gib", "config",
           "composition_peak_extra_gib", "composition_measured_extra_gib", "tuned", "backward_configs",
-          "experts", "top_k", "in_features", "out_features", "dense_tflops", "pinned")
+          "experts", "top_k", "in_features", "out_features", "dense_tflops", "pinned", "copy_tbps",
+          "memory_f_ms", "memory_fb_ms")
 SHAPE_FIELDS = ("tokens", "top_k", "in_features", "out_features", "rank")
 
 
@@ -45,15 +48,23 @@ def read_rows(path):
 
 
 def add_rooflines(rows):
-    """Every row's rooflines from its shape and the run's measured dense rate."""
+    """Every row's rooflines and memory floors from its shape and the run's measured dense and copy
+    rates."""
     rate = next((r["dense_tflops"] for r in rows if r.get("dense_tflops")), None)
+    copy = next((r["copy_tbps"] for r in rows if r.get("copy_tbps")), None)
     for r in rows:
-        if rate is None or any(r.get(f) is None for f in SHAPE_FIELDS):
+        if any(r.get(f) is None for f in SHAPE_FIELDS):
             continue
         shape = tuple(r[f] for f in SHAPE_FIELDS)
-        r["dense_tflops"] = rate
-        r["roofline_f_ms"] = roofline_ms(forward_flops(*shape), rate)
-        r["roofline_fb_ms"] = roofline_ms(forward_backward_flops(*shape), rate)
+        if rate is not None:
+            r["dense_tflops"] = rate
+            r["roofline_f_ms"] = roofline_ms(forward_flops(*shape), rate)
+            r["roofline_fb_ms"] = roofline_ms(forward_backward_flops(*shape), rate)
+        if copy is not None and r.get("experts") is not None:
+            x_rows = r["tokens"] * (1 if r["proj"] == "gate_up" else r["top_k"])
+            f, fb = step_bytes(*shape, r["experts"], r["weights"], x_rows)
+            r["copy_tbps"] = copy
+            r["memory_f_ms"], r["memory_fb_ms"] = memory_floor_ms(f, copy), memory_floor_ms(fb, copy)
 
 
 def merge(moejit_rows, composition_rows):
@@ -96,6 +107,17 @@ def percent(roofline, measured):
     return value and value * 100
 
 
+def bound(r, suffix):
+    """The larger of the row's FLOP roofline and memory floor (suffix 'f' or 'fb'), ms."""
+    values = [v for v in (r[f"roofline_{suffix}_ms"], r[f"memory_{suffix}_ms"]) if v is not None]
+    return max(values) if values else None
+
+
+def percent_of_bound(r):
+    return pair(percent(bound(r, "f"), r["moejit_f_ms"]), percent(bound(r, "fb"), r["moejit_fb_ms"]),
+                ".0f", "%")
+
+
 def config(r):
     """The forward's config; '(default)' when the row ran the runtime's untuned default configs."""
     if not r["config"]:
@@ -113,23 +135,28 @@ def bf16_twin(rows, r):
 
 MAIN_HEADER = ("shape", "proj", "weights", "moejit f ms", "moejit f+b ms", "composition f ms",
                "composition f+b ms", "roofline f ms", "roofline f+b ms",
-               "moejit % of roofline f / f+b", "vs moejit bf16 f / f+b",
+               "memory floor f / f+b ms", "moejit % of roofline f / f+b",
+               "moejit % of bound f / f+b", "vs moejit bf16 f / f+b",
                "speedup vs composition f / f+b", "extra GiB moejit / composition",
                "cold tune s (compile / timing)", "warm first launch ms: process / runtime",
                "config")
 
 
-def main_line(rows, r):
+def vs_bf16(rows, r):
+    """This row's moejit times over its bf16 twin's, f / f+b ('-' for bf16 rows)."""
     twin = bf16_twin(rows, r) if r["weights"] != "bf16" else None
-    vs_bf16 = (pair(ratio(r["moejit_f_ms"], twin["moejit_f_ms"]),
-                    ratio(r["moejit_fb_ms"], twin["moejit_fb_ms"]), ".2f", "x") if twin else "-")
+    return (pair(ratio(r["moejit_f_ms"], twin["moejit_f_ms"]),
+                 ratio(r["moejit_fb_ms"], twin["moejit_fb_ms"]), ".2f", "x") if twin else "-")
+
+
+def main_line(rows, r):
     cells = (r["shape"], r["proj"], r["weights"], fmt(r["moejit_f_ms"], ".3f"),
              fmt(r["moejit_fb_ms"], ".3f"), fmt(r["composition_f_ms"], ".3f"),
              fmt(r["composition_fb_ms"], ".3f"), fmt(r["roofline_f_ms"], ".3f"),
-             fmt(r["roofline_fb_ms"], ".3f"),
+             fmt(r["roofline_fb_ms"], ".3f"), pair(r["memory_f_ms"], r["memory_fb_ms"], ".3f"),
              pair(percent(r["roofline_f_ms"], r["moejit_f_ms"]),
                   percent(r["roofline_fb_ms"], r["moejit_fb_ms"]), ".0f", "%"),
-             vs_bf16,
+             percent_of_bound(r), vs_bf16(rows, r),
              pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
                   ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
              pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
@@ -138,19 +165,22 @@ def main_line(rows, r):
     return "| " + " | ".join(cells) + " |"
 
 
-SWEEP_HEADER = ("proj", "tokens", "moejit f ms", "moejit f+b ms", "composition f ms",
+SWEEP_HEADER = ("proj", "weights", "tokens", "moejit f ms", "moejit f+b ms", "composition f ms",
                 "composition f+b ms", "roofline f ms", "roofline f+b ms",
-                "moejit % of roofline f / f+b", "speedup vs composition f / f+b",
-                "extra GiB moejit / composition", "cold tune s (compile / timing)", "config")
+                "memory floor f / f+b ms", "moejit % of roofline f / f+b",
+                "moejit % of bound f / f+b", "vs moejit bf16 f / f+b",
+                "speedup vs composition f / f+b", "extra GiB moejit / composition",
+                "cold tune s (compile / timing)", "config")
 
 
-def sweep_line(r):
-    cells = (r["proj"], str(r["tokens"]), fmt(r["moejit_f_ms"], ".3f"),
+def sweep_line(rows, r):
+    cells = (r["proj"], r["weights"], str(r["tokens"]), fmt(r["moejit_f_ms"], ".3f"),
              fmt(r["moejit_fb_ms"], ".3f"), fmt(r["composition_f_ms"], ".3f"),
              fmt(r["composition_fb_ms"], ".3f"), fmt(r["roofline_f_ms"], ".3f"),
-             fmt(r["roofline_fb_ms"], ".3f"),
+             fmt(r["roofline_fb_ms"], ".3f"), pair(r["memory_f_ms"], r["memory_fb_ms"], ".3f"),
              pair(percent(r["roofline_f_ms"], r["moejit_f_ms"]),
                   percent(r["roofline_fb_ms"], r["moejit_fb_ms"]), ".0f", "%"),
+             percent_of_bound(r), vs_bf16(rows, r),
              pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
                   ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
              pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
@@ -173,20 +203,26 @@ def main_table(rows):
 
 
 def sweep_rows(rows):
-    """bf16 rows of the one preset measured at several token counts, by projection and tokens."""
-    counts = collections.Counter(r["shape"] for r in rows if r["weights"] == "bf16")
-    swept = [s for s in counts if len({r["tokens"] for r in rows if r["shape"] == s}) > 1]
+    """Rows of the one preset measured at several token counts, in the weight formats measured at
+    more than one, by projection, format (bf16 first) and tokens."""
+    shapes = dict.fromkeys(r["shape"] for r in rows)
+    swept = [s for s in shapes if len({r["tokens"] for r in rows if r["shape"] == s}) > 1]
     if not swept:
         return None, []
-    picked = [r for r in rows if r["shape"] == swept[0] and r["weights"] == "bf16"]
-    return swept[0], sorted(picked, key=lambda r: (r["proj"] != "gate_up", r["tokens"]))
+    mine = [r for r in rows if r["shape"] == swept[0]]
+    formats = [w for w in dict.fromkeys(r["weights"] for r in mine)
+               if len({r["tokens"] for r in mine if r["weights"] == w}) > 1]
+    picked = [r for r in mine if r["weights"] in formats]
+    return swept[0], sorted(picked, key=lambda r: (r["proj"] != "gate_up", r["weights"] != "bf16",
+                                                   formats.index(r["weights"]), r["tokens"]))
 
 
 def tables(rows):
     text = [main_table(rows)]
     preset, swept = sweep_rows(rows)
     if swept:
-        text += ["", f"Token sweep, {preset}, bf16:", "", table(SWEEP_HEADER, map(sweep_line, swept))]
+        text += ["", f"Token sweep, {preset}:", "",
+                 table(SWEEP_HEADER, [sweep_line(rows, r) for r in swept])]
     return "\n".join(text)
 
 
@@ -207,7 +243,12 @@ METHOD = (
     "y.backward(g); nf4 rows dequantize all experts to bf16 with torch ops every step (QLoRA "
     "without a fused kernel). roofline = FLOPs / dense bf16 matmul rate (torch.mm 8192^3) on the "
     "same device, forward 2Tk(KN + Kr + rN), forward + backward 2Tk(2KN + 3Kr + 3Nr) "
-    "(bench/flops.py); moejit % of roofline = roofline / moejit time. vs moejit bf16 = this "
+    "(bench/flops.py); moejit % of roofline = roofline / moejit time. memory floor = the bytes "
+    "the forward (x, W, A, B read, y written) and, for f+b, also dX, dA and dB move at least, "
+    "each op reading its inputs and writing its outputs once (bench/flops.py), over the device "
+    "copy rate measured in the same run; where it is above the roofline, DRAM bounds the row; "
+    "moejit % of bound = the larger of the two / moejit time. "
+    "vs moejit bf16 = this "
     "row's moejit time / the bf16 row's. extra GiB: moejit = backward workspace + saved x*A^T; "
     "composition = peak allocation during f+b beyond its inputs and outputs (measured). cold "
     "tune = Runtime::prepare of the forward and its backward ops with an empty cache; warm first "
@@ -228,8 +269,11 @@ def document(rows, device, date, command):
              "quantized (nf4: blocksize 64, fp32 absmax; nf4-dq: double quantization; int8: "
              "int8_rowwise), PEFT B storage, uniform random top-k routing. " + METHOD, ""]
     tflops = next((r["dense_tflops"] for r in rows if r.get("dense_tflops")), None)
+    copy = next((r["copy_tbps"] for r in rows if r.get("copy_tbps")), None)
     if tflops:
-        lines += [f"Dense bf16 matmul rate measured: {tflops:.0f} TFLOP/s.", ""]
+        lines += [f"Dense bf16 matmul rate measured: {tflops:.0f} TFLOP/s"
+                  + (f"; device copy rate (bytes read + written): {copy:.2f} TB/s." if copy else ".")
+                  , ""]
     lines.append(tables(rows))
     notes = error_notes(rows)
     if notes:
