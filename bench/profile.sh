@@ -15,7 +15,8 @@
 # PRESET-PROJ-WEIGHTS-{kernels,forward,stalls}.txt, so that several profiles fit in what the device
 # machine returns; KEEP_REPORT=1 adds the Nsight Compute report (.ncu-rep). CLOCKS=none keeps the
 # GPU's own clocks (ncu --clock-control none) instead of locking them to the base clock, so that the
-# kernel times compare with the bench's event-timed steps. The raw CSVs and the
+# kernel times compare with the bench's event-timed steps. TOKENS=T profiles T tokens (default the
+# bench's 8192). The raw CSVs and the
 # logs stay in a scratch folder (printed on failure). KERNELS_ONLY=1 stops after the kernel times.
 set -euo pipefail
 BUILD=${1:-build}
@@ -34,7 +35,7 @@ export LD_LIBRARY_PATH="${CARRY_LIB:-$PWD/.carry/lib}:/usr/local/cuda/lib64:${LD
 other=int8; [[ $WEIGHTS == int8 ]] && other=bf16
 bench=("$BUILD/bench/moejit_bench" --presets "$PRESET" --proj "$PROJ" --weights "$WEIGHTS"
   --tune-weights "$other" --no-first-launch --warmup 1 --reps 1
-  ${GEMM_CONFIG:+--gemm-config "$GEMM_CONFIG"})
+  ${GEMM_CONFIG:+--gemm-config "$GEMM_CONFIG"} ${TOKENS:+--tokens "$TOKENS"})
 
 ncu ${CLOCKS:+--clock-control "$CLOCKS"} --metrics gpu__time_duration.sum --print-units base --csv --log-file "$WORK/kernels.csv" "${bench[@]}" \
   >"$WORK/bench.jsonl" 2>"$WORK/ncu.log"
