@@ -30,10 +30,9 @@ SASS_TIMEOUT=${SASS_TIMEOUT:-120}
 # STAGES=sanitizer; STAGES=bench).
 TESTS_TIMEOUT=${TESTS_TIMEOUT:-420}
 SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-540}
-# The bench stage's default rows (bench/README.md) fit in about 6 minutes on an H100: a cold tune
-# of all kernels of a step takes 12-20 s there (NVRTC), so only the bf16 rows are autotuned and the
-# quantized rows run the default configs except nf4 and int8, whose register-operand tiles tune in
-# 7-10 s a projection (a separate run with --tune-weights can tune nf4-dq too).
+# The bench stage's default rows (bench/README.md) took 260 s on an H100 (2026-11-25, with the nf4
+# token sweep): a cold tune of all kernels of a step takes 4-8 s there (NVRTC), so the bf16, nf4
+# and int8 rows are autotuned and nf4-dq runs its default configs (--tune-weights can tune it too).
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-400}
 COMPOSITION_TIMEOUT=${COMPOSITION_TIMEOUT:-120}
 BENCH_ARGS=${BENCH_ARGS---tokens-sweep 1024,4096,8192,32768 --sweep-weights bf16,nf4 --warmup 3 --reps 15}

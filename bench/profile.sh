@@ -11,12 +11,11 @@
 # runtime's default configs run. KERNEL=REGEX profiles another kernel of the step in detail
 # instead of the forward GEMM (e.g. KERNEL=moe_lora_grad SKIP=1: the backward's dB; SKIP launches
 # of it are skipped first), under the same file names. Writes three files into OUT (default
-# BUILD/profile-out), named
-# PRESET-PROJ-WEIGHTS-{kernels,forward,stalls}.txt, so that several profiles fit in what the device
-# machine returns; KEEP_REPORT=1 adds the Nsight Compute report (.ncu-rep). CLOCKS=none keeps the
-# GPU's own clocks (ncu --clock-control none) instead of locking them to the base clock, so that the
-# kernel times compare with the bench's event-timed steps. TOKENS=T profiles T tokens (default the
-# bench's 8192). The raw CSVs and the
+# BUILD/profile-out), named PRESET-PROJ-WEIGHTS-{kernels,forward,stalls}.txt (PRESET-PROJ-WEIGHTS-tT
+# for TOKENS=T), so that several profiles fit in what the device machine returns; KEEP_REPORT=1
+# adds the Nsight Compute report (.ncu-rep). CLOCKS=none keeps the GPU's own clocks (ncu
+# --clock-control none) instead of locking them to the base clock, so that the kernel times
+# compare with the bench's event-timed steps. TOKENS=T profiles T tokens (default: the bench's 8192). The raw CSVs and the
 # logs stay in a scratch folder (printed on failure). KERNELS_ONLY=1 stops after the kernel times.
 set -euo pipefail
 BUILD=${1:-build}
@@ -26,7 +25,7 @@ WEIGHTS=${4:?weights}
 GEMM_CONFIG=${5:-}
 OUT=${OUT:-$BUILD/profile-out}
 mkdir -p "$OUT"
-NAME="$OUT/$PRESET-$PROJ-$WEIGHTS"
+NAME="$OUT/$PRESET-$PROJ-$WEIGHTS${TOKENS:+-t$TOKENS}"
 WORK=$(mktemp -d)
 trap 'echo "profile.sh failed; logs in $WORK" >&2' ERR
 export PATH="/usr/local/cuda/bin:$PATH"

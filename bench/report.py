@@ -22,12 +22,11 @@ from flops import forward_backward_flops, forward_flops, memory_floor_ms, roofli
 KEY = ("shape", "proj", "tokens", "rank", "weights")
 FIELDS = ("device", "date", "shape", "proj", "tokens", "rank", "weights", "moejit_f_ms",
           "composition_f_ms", "roofline_f_ms", "cold_tune_s", "cold_tune_compile_s",
-          "cold_tune_timing_s", "warm_first_launch_ms",
-          "first_forward_ms",
-          "moejit_fb_ms", "composition_fb_ms", "roofline_fb_ms", "peak_extra_gib", "config",
-          "composition_peak_extra_gib", "composition_measured_extra_gib", "tuned", "backward_configs",
-          "experts", "top_k", "in_features", "out_features", "dense_tflops", "pinned", "copy_tbps",
-          "memory_f_ms", "memory_fb_ms")
+          "cold_tune_timing_s", "warm_first_launch_ms", "first_forward_ms", "moejit_fb_ms",
+          "composition_fb_ms", "roofline_fb_ms", "peak_extra_gib", "config",
+          "composition_peak_extra_gib", "composition_measured_extra_gib", "tuned",
+          "backward_configs", "experts", "top_k", "in_features", "out_features", "dense_tflops",
+          "pinned", "copy_tbps", "memory_f_ms", "memory_fb_ms")
 SHAPE_FIELDS = ("tokens", "top_k", "in_features", "out_features", "rank")
 
 
@@ -47,9 +46,9 @@ def read_rows(path):
     return rows
 
 
-def add_rooflines(rows):
+def add_bounds(rows):
     """Every row's rooflines and memory floors from its shape and the run's measured dense and copy
-    rates."""
+    rates (a floor only where the row names its experts and a weight format flops.py knows)."""
     rate = next((r["dense_tflops"] for r in rows if r.get("dense_tflops")), None)
     copy = next((r["copy_tbps"] for r in rows if r.get("copy_tbps")), None)
     for r in rows:
@@ -61,10 +60,13 @@ def add_rooflines(rows):
             r["roofline_f_ms"] = roofline_ms(forward_flops(*shape), rate)
             r["roofline_fb_ms"] = roofline_ms(forward_backward_flops(*shape), rate)
         if copy is not None and r.get("experts") is not None:
+            # The bench's gate_up gathers x (T rows), its down reads it grouped (T k rows).
             x_rows = r["tokens"] * (1 if r["proj"] == "gate_up" else r["top_k"])
-            f, fb = step_bytes(*shape, r["experts"], r["weights"], x_rows)
-            r["copy_tbps"] = copy
-            r["memory_f_ms"], r["memory_fb_ms"] = memory_floor_ms(f, copy), memory_floor_ms(fb, copy)
+            nbytes = step_bytes(*shape, r["experts"], r["weights"], x_rows)
+            if nbytes is not None:
+                r["copy_tbps"] = copy
+                r["memory_f_ms"] = memory_floor_ms(nbytes[0], copy)
+                r["memory_fb_ms"] = memory_floor_ms(nbytes[1], copy)
 
 
 def merge(moejit_rows, composition_rows):
@@ -78,7 +80,7 @@ def merge(moejit_rows, composition_rows):
             if row.get("error"):
                 out[f"{source}_error"] = row["error"]
     rows = list(merged.values())
-    add_rooflines(rows)
+    add_bounds(rows)
     return rows
 
 
@@ -114,8 +116,12 @@ def bound(r, suffix):
 
 
 def percent_of_bound(r):
-    return pair(percent(bound(r, "f"), r["moejit_f_ms"]), percent(bound(r, "fb"), r["moejit_fb_ms"]),
-                ".0f", "%")
+    """moejit's share of the larger bound, f / f+b; '-' without a memory floor (then it would only
+    repeat the share of the roofline)."""
+    if r["memory_f_ms"] is None:
+        return "- / -"
+    return pair(percent(bound(r, "f"), r["moejit_f_ms"]),
+                percent(bound(r, "fb"), r["moejit_fb_ms"]), ".0f", "%")
 
 
 def config(r):
@@ -247,9 +253,8 @@ METHOD = (
     "the forward (x, W, A, B read, y written) and, for f+b, also dX, dA and dB move at least, "
     "each op reading its inputs and writing its outputs once (bench/flops.py), over the device "
     "copy rate measured in the same run; where it is above the roofline, DRAM bounds the row; "
-    "moejit % of bound = the larger of the two / moejit time. "
-    "vs moejit bf16 = this "
-    "row's moejit time / the bf16 row's. extra GiB: moejit = backward workspace + saved x*A^T; "
+    "moejit % of bound = the larger of the two / moejit time. vs moejit bf16 = this row's "
+    "moejit time / the bf16 row's. extra GiB: moejit = backward workspace + saved x*A^T; "
     "composition = peak allocation during f+b beyond its inputs and outputs (measured). cold "
     "tune = Runtime::prepare of the forward and its backward ops with an empty cache; warm first "
     "launch = a new process's start to its first forward's completion with that cache "
@@ -271,9 +276,8 @@ def document(rows, device, date, command):
     tflops = next((r["dense_tflops"] for r in rows if r.get("dense_tflops")), None)
     copy = next((r["copy_tbps"] for r in rows if r.get("copy_tbps")), None)
     if tflops:
-        lines += [f"Dense bf16 matmul rate measured: {tflops:.0f} TFLOP/s"
-                  + (f"; device copy rate (bytes read + written): {copy:.2f} TB/s." if copy else ".")
-                  , ""]
+        copy_text = f"; device copy rate (bytes read + written): {copy:.2f} TB/s" if copy else ""
+        lines += [f"Dense bf16 matmul rate measured: {tflops:.0f} TFLOP/s{copy_text}.", ""]
     lines.append(tables(rows))
     notes = error_notes(rows)
     if notes:
