@@ -46,11 +46,15 @@ def read_rows(path):
     return rows
 
 
+def run_value(rows, field):
+    """A value measured once per run (the dense or copy rate): the first row's that has it."""
+    return next((r[field] for r in rows if r.get(field)), None)
+
+
 def add_bounds(rows):
     """Every row's rooflines and memory floors from its shape and the run's measured dense and copy
     rates (a floor only where the row names its experts and a weight format flops.py knows)."""
-    rate = next((r["dense_tflops"] for r in rows if r.get("dense_tflops")), None)
-    copy = next((r["copy_tbps"] for r in rows if r.get("copy_tbps")), None)
+    rate, copy = run_value(rows, "dense_tflops"), run_value(rows, "copy_tbps")
     for r in rows:
         if any(r.get(f) is None for f in SHAPE_FIELDS):
             continue
@@ -139,13 +143,14 @@ def bf16_twin(rows, r):
                  all(b[k] == r[k] for k in ("shape", "proj", "tokens", "rank"))), None)
 
 
-MAIN_HEADER = ("shape", "proj", "weights", "moejit f ms", "moejit f+b ms", "composition f ms",
-               "composition f+b ms", "roofline f ms", "roofline f+b ms",
-               "memory floor f / f+b ms", "moejit % of roofline f / f+b",
-               "moejit % of bound f / f+b", "vs moejit bf16 f / f+b",
-               "speedup vs composition f / f+b", "extra GiB moejit / composition",
-               "cold tune s (compile / timing)", "warm first launch ms: process / runtime",
-               "config")
+# The columns both tables have, between the row's name and its tuning columns.
+MEASURED_HEADER = ("moejit f ms", "moejit f+b ms", "composition f ms", "composition f+b ms",
+                   "roofline f ms", "roofline f+b ms", "memory floor f / f+b ms",
+                   "moejit % of roofline f / f+b", "moejit % of bound f / f+b",
+                   "vs moejit bf16 f / f+b", "speedup vs composition f / f+b",
+                   "extra GiB moejit / composition", "cold tune s (compile / timing)")
+MAIN_HEADER = ("shape", "proj", "weights", *MEASURED_HEADER,
+               "warm first launch ms: process / runtime", "config")
 
 
 def vs_bf16(rows, r):
@@ -155,42 +160,31 @@ def vs_bf16(rows, r):
                  ratio(r["moejit_fb_ms"], twin["moejit_fb_ms"]), ".2f", "x") if twin else "-")
 
 
+def measured_cells(rows, r):
+    """The cells of MEASURED_HEADER."""
+    return (fmt(r["moejit_f_ms"], ".3f"), fmt(r["moejit_fb_ms"], ".3f"),
+            fmt(r["composition_f_ms"], ".3f"), fmt(r["composition_fb_ms"], ".3f"),
+            fmt(r["roofline_f_ms"], ".3f"), fmt(r["roofline_fb_ms"], ".3f"),
+            pair(r["memory_f_ms"], r["memory_fb_ms"], ".3f"),
+            pair(percent(r["roofline_f_ms"], r["moejit_f_ms"]),
+                 percent(r["roofline_fb_ms"], r["moejit_fb_ms"]), ".0f", "%"),
+            percent_of_bound(r), vs_bf16(rows, r),
+            pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
+                 ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
+            pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"), cold_tune(r))
+
+
 def main_line(rows, r):
-    cells = (r["shape"], r["proj"], r["weights"], fmt(r["moejit_f_ms"], ".3f"),
-             fmt(r["moejit_fb_ms"], ".3f"), fmt(r["composition_f_ms"], ".3f"),
-             fmt(r["composition_fb_ms"], ".3f"), fmt(r["roofline_f_ms"], ".3f"),
-             fmt(r["roofline_fb_ms"], ".3f"), pair(r["memory_f_ms"], r["memory_fb_ms"], ".3f"),
-             pair(percent(r["roofline_f_ms"], r["moejit_f_ms"]),
-                  percent(r["roofline_fb_ms"], r["moejit_fb_ms"]), ".0f", "%"),
-             percent_of_bound(r), vs_bf16(rows, r),
-             pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
-                  ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
-             pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
-             cold_tune(r),
+    cells = (r["shape"], r["proj"], r["weights"], *measured_cells(rows, r),
              pair(r["warm_first_launch_ms"], r["first_forward_ms"], ".1f"), config(r))
     return "| " + " | ".join(cells) + " |"
 
 
-SWEEP_HEADER = ("proj", "weights", "tokens", "moejit f ms", "moejit f+b ms", "composition f ms",
-                "composition f+b ms", "roofline f ms", "roofline f+b ms",
-                "memory floor f / f+b ms", "moejit % of roofline f / f+b",
-                "moejit % of bound f / f+b", "vs moejit bf16 f / f+b",
-                "speedup vs composition f / f+b", "extra GiB moejit / composition",
-                "cold tune s (compile / timing)", "config")
+SWEEP_HEADER = ("proj", "weights", "tokens", *MEASURED_HEADER, "config")
 
 
 def sweep_line(rows, r):
-    cells = (r["proj"], r["weights"], str(r["tokens"]), fmt(r["moejit_f_ms"], ".3f"),
-             fmt(r["moejit_fb_ms"], ".3f"), fmt(r["composition_f_ms"], ".3f"),
-             fmt(r["composition_fb_ms"], ".3f"), fmt(r["roofline_f_ms"], ".3f"),
-             fmt(r["roofline_fb_ms"], ".3f"), pair(r["memory_f_ms"], r["memory_fb_ms"], ".3f"),
-             pair(percent(r["roofline_f_ms"], r["moejit_f_ms"]),
-                  percent(r["roofline_fb_ms"], r["moejit_fb_ms"]), ".0f", "%"),
-             percent_of_bound(r), vs_bf16(rows, r),
-             pair(ratio(r["composition_f_ms"], r["moejit_f_ms"]),
-                  ratio(r["composition_fb_ms"], r["moejit_fb_ms"]), ".2f", "x"),
-             pair(r["peak_extra_gib"], r["composition_measured_extra_gib"], ".2f"),
-             cold_tune(r), config(r))
+    cells = (r["proj"], r["weights"], str(r["tokens"]), *measured_cells(rows, r), config(r))
     return "| " + " | ".join(cells) + " |"
 
 
@@ -273,8 +267,7 @@ def document(rows, device, date, command):
              f"rank {first['rank']}, bf16 activations and LoRA factors, base weights bf16 or "
              "quantized (nf4: blocksize 64, fp32 absmax; nf4-dq: double quantization; int8: "
              "int8_rowwise), PEFT B storage, uniform random top-k routing. " + METHOD, ""]
-    tflops = next((r["dense_tflops"] for r in rows if r.get("dense_tflops")), None)
-    copy = next((r["copy_tbps"] for r in rows if r.get("copy_tbps")), None)
+    tflops, copy = run_value(rows, "dense_tflops"), run_value(rows, "copy_tbps")
     if tflops:
         copy_text = f"; device copy rate (bytes read + written): {copy:.2f} TB/s" if copy else ""
         lines += [f"Dense bf16 matmul rate measured: {tflops:.0f} TFLOP/s{copy_text}.", ""]
