@@ -44,6 +44,14 @@ __device__ __forceinline__ unsigned signed_byte_selector(unsigned byte) {
   return byte | (byte | 8u) * 0x1110u;
 }
 
+// The 8 x 8 matrix of 16-bit values held a row per four lanes (lane 4r + c: columns 2c, 2c + 1
+// of row r), transposed across the warp into the same layout.
+__device__ __forceinline__ unsigned transpose_8x8(unsigned v) {
+  unsigned out;
+  asm("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(out) : "r"(v));
+  return out;
+}
+
 // Keeps the compiler from reusing the registers of A fragments an in-flight wgmma still reads.
 template <int R>
 __device__ __forceinline__ void wgmma_fence_fragments(unsigned (&a)[R][4]) {
@@ -400,14 +408,6 @@ struct ForwardRsKernel {
     cp_async_wait<0>();  // no copy outlives its thread
   }
 
-  // The 16 bytes at `column` of k rows 2q, 2q + 1, 2q + 8, 2q + 9 of k16 step kk in a
-  // feature-contiguous slice.
-  __device__ static void load_k_rows(const char* column, int kk, int q, unsigned (&c)[4][4]) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      ld_shared_16(c[i], column + (16 * kk + 2 * q + (i & 1) + 8 * (i >> 1)) * kWStride);
-  }
-
   // The A fragments of k-block `slot`'s weight slice for this warp's 16 features: a[kk] for the
   // k16 step kk, in the mma.m16n8k16 A layout (rows = features g and g + 8, k pairs 2q, 2q + 1
   // and 2q + 8, 2q + 9 with q the lane's quad index). `feature_stat`: int8 over K-contiguous
@@ -441,19 +441,26 @@ struct ForwardRsKernel {
           }
       }
     } else {
-      // Feature f0 + g is nibble g of the 16-feature chunk's first word (g + 8: of its second).
-      const int shift = 8 * (g >> 1) + ((g & 1) ? 0 : 4);
-      const char* column = w_area + (f0 / 16) * 16;
+      // Decoded transposed, then moved into place: lane (g, q) decodes the byte of features
+      // 2q, 2q + 1 (high nibble first) of the warp's 8-feature half hf in k row 8h + g of the k16
+      // step, which is row g, columns 2q, 2q + 1 of the 8 x 8 block (k x features) whose
+      // transpose is A fragment 2h + hf; movmatrix transposes it. So each lane loads two k rows
+      // (16 bytes each: both halves' packed bytes, then their two group scales) per k16 step,
+      // where the direct layout needed four.
+      const char* column = w_area + (f0 / 16) * 16 + g * kWStride;
+      const int shift = 8 * q;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        unsigned c[4][4];  // k rows 2q, 2q + 1, 2q + 8, 2q + 9 of this k16 step
-        load_k_rows(column, kk, q, c);
+        unsigned rows[2][4];  // k rows 16 kk + g and 16 kk + 8 + g
+#pragma unroll
+        for (int h = 0; h < 2; ++h) ld_shared_16(rows[h], column + (16 * kk + 8 * h) * kWStride);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const int lo = (i >> 1) * 2, hi = lo + 1, word = i & 1;
+          const int h = i >> 1, hf = i & 1;
+          const unsigned byte = rows[h][hf] >> shift;
+          const float scale = __uint_as_float(rows[h][2 + hf]);
           a[kk][i] =
-              pack2<Act>(value((c[lo][word] >> shift) & 15u, __uint_as_float(c[lo][2 + word])),
-                         value((c[hi][word] >> shift) & 15u, __uint_as_float(c[hi][2 + word])));
+              transpose_8x8(pack2<Act>(value((byte >> 4) & 15u, scale), value(byte & 15u, scale)));
         }
       }
     }
@@ -485,26 +492,28 @@ struct ForwardRsKernel {
           }
       }
     } else {
-      // Feature f0 + g is byte g of the first 8 bytes of the warp's 16 in a k row, f0 + g + 8
-      // byte g of the second; k row 4i + j's row_stat is float j of row i's padding.
-      const unsigned selector = signed_byte_selector(g);
-      const char* column = w_area + f0;
-      const char* stats = w_area + BF + 8 * (q & 1);
+      // Decoded transposed and moved into place as nf4 (see decode): lane (g, q) takes features
+      // 2q, 2q + 1 of half hf (bytes 2 (q & 1), + 1 of word 2 hf + q / 2 of the warp's 16 bytes)
+      // in k row 8h + g of the k16 step; k row 4i + j's row_stat is float j of row i's padding.
+      const unsigned even = signed_byte_selector(2 * (q & 1)),
+                     odd = signed_byte_selector(2 * (q & 1) + 1);
+      const char* column = w_area + f0 + g * kWStride;
+      const char* stats = w_area + BF + (g >> 2) * kWStride + (g & 3) * 4;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        unsigned c[4][4];  // k rows 2q, 2q + 1, 2q + 8, 2q + 9 of this k16 step
-        load_k_rows(column, kk, q, c);
-        float2 stat[2];  // of k rows (2q, 2q + 1) and (2q + 8, 2q + 9)
+        unsigned rows[2][4];  // k rows 16 kk + g and 16 kk + 8 + g
+        float stat[2];
 #pragma unroll
-        for (int j = 0; j < 2; ++j)
-          stat[j] =
-              *reinterpret_cast<const float2*>(stats + (4 * kk + 2 * j + (q >> 1)) * kWStride);
+        for (int h = 0; h < 2; ++h) {
+          ld_shared_16(rows[h], column + (16 * kk + 8 * h) * kWStride);
+          stat[h] = *reinterpret_cast<const float*>(stats + (4 * kk + 2 * h) * kWStride);
+        }
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const int lo = (i >> 1) * 2, hi = lo + 1, word = 2 * (i & 1);
-          a[kk][i] = pack2<Act>(
-              int8_scaled(signed_byte(c[lo][word], c[lo][word + 1], selector), stat[i >> 1].x),
-              int8_scaled(signed_byte(c[hi][word], c[hi][word + 1], selector), stat[i >> 1].y));
+          const int h = i >> 1, hf = i & 1;
+          const unsigned word = (q & 2) ? rows[h][2 * hf + 1] : rows[h][2 * hf];
+          a[kk][i] = transpose_8x8(pack2<Act>(int8_scaled(signed_byte(word, word, even), stat[h]),
+                                              int8_scaled(signed_byte(word, word, odd), stat[h])));
         }
       }
     }
