@@ -156,6 +156,10 @@ std::vector<QuantCase> rs_cases() {
        false},
       {int8, 0, false, out_in, fp16, 4, 2, 272, 392, 8, 500, RoutingKind::uniform, true, false,
        true},
+      // Grouped input and output with several tiles per CTA of the persistent grid and more
+      // k-blocks than stages.
+      {nf4, 64, false, out_in, bf16, 4, 2, 544, 1056, 16, 3000, RoutingKind::skewed, true, true,
+       false},
   };
   std::vector<QuantCase> out;
   std::uint64_t seed = 0x55AA10;
