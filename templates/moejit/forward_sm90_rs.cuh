@@ -16,8 +16,8 @@
 //  - x * A^T (fp32, p.xa_in) comes from the prologue kernel the launch runs first (forward.cuh in
 //    its x * A^T-only mode); the loader copies a tile's rows of it (contiguous) in one bulk copy.
 //    The epilogue adds B_e * round(s * x * A^T)^T on mma.sync (a warp's 16 features x 8 rows of
-//    the accumulator are an m16n8 fragment), the bias, rounds, and writes each row's 16 features
-//    (32 bytes) per warp through a shared-memory slice.
+//    the accumulator are an m16n8 fragment), the bias, rounds, and writes each row's 64 features
+//    of a warpgroup (128 bytes) through a shared-memory slice the warpgroup's stmatrix fill.
 // Stage layout of the weight slice (the rows a warp reads at one time hit distinct banks):
 //  - K-contiguous weights (out_in forward, in_out dX): BF rows of 80 bytes, one per feature:
 //    nf4, 32 packed bytes (64 k), then the 8 group scales, then 16 bytes of padding; int8, the
@@ -125,7 +125,7 @@ struct ForwardRsKernel {
   static constexpr int kXaBytes = BR * R * 4;
   static constexpr int kInputsBytes = kXaBytes + BR * 8;
   static constexpr int kInputsOffset = STAGES * kStageBytes;
-  static constexpr int kSlicesOffset = kInputsOffset + 2 * kInputsBytes;  // 1 KB per warp
+  static constexpr int kSlicesOffset = kInputsOffset + 2 * kInputsBytes;  // 4 KB a warpgroup
   static constexpr int kBarriersOffset = kSlicesOffset + kConsumers * 4 * 1024;
   // full[STAGES], empty[STAGES], inputs_full[2], inputs_empty[2]
   static constexpr int kTablesOffset = kBarriersOffset + (2 * STAGES + 4) * 8;
@@ -525,7 +525,8 @@ struct ForwardRsKernel {
     const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
     const int f0 = warp * 16;  // the warp's first feature in the tile
     const float* code = tables->code;
-    char* slice = smem + kSlicesOffset + warp * 1024;
+    const int wg = warp >> 2;
+    char* wg_slice = smem + kSlicesOffset + wg * 4096;  // the epilogue's (4 KB a warpgroup)
     const LoraB* lora_b = static_cast<const LoraB*>(p.lora_b);
     const Act* bias = static_cast<const Act*>(p.bias);
     Act* y = static_cast<Act*>(p.y);
@@ -634,39 +635,48 @@ struct ForwardRsKernel {
           }
           mma_16816<kBf16>(*reinterpret_cast<float(*)[4]>(&acc[j * 4]), b_frag[kq], b);
         }
-      // Bias, rounding, and 32 rows at a time through the warp's slice (32 rows x 16 features;
-      // rows 4-7 of each 8 swap their 16-byte halves so the 16-bit writes spread over the banks),
-      // then each row's 32-byte part by a lane pair, in 16-byte stores.
-      auto slice_offset = [](int row, int half) {
-        return row * 32 + ((half ^ (row >> 2)) & 1) * 16;
-      };
+      // Bias, rounding, and 32 rows at a time through the warpgroup's 4 KB slice (32 rows x its 64
+      // features, 128-byte rows whose 16-byte chunks are swizzled by the row's low three bits):
+      // each warp stores its fragments transposed by stmatrix (four 8 x 8 blocks, 2 row blocks x
+      // its 2 halves of 8 features, per instruction), then after a warpgroup barrier each thread
+      // stores 16-byte chunks, so that each warp instruction writes four rows' whole 128-byte
+      // lines (a warp's own 32-byte parts of 16 rows per instruction cost 40% of the kernel's
+      // time on qwen3 down: bench/NOTES.md, v16d).
+      auto chunk_offset = [](int row, int chunk) { return row * 128 + ((chunk ^ row) & 7) * 16; };
+      // This lane's stmatrix row: row lane % 8 of block lane / 8 (row block +(lane / 16), half
+      // (lane / 8) % 2), in the 16-byte chunk of the warp's features 8 * half.. of that half.
+      const unsigned my_row_address =
+          smem_addr(wg_slice) +
+          chunk_offset(8 * (lane >> 4) + (lane & 7), 2 * (warp & 3) + ((lane >> 3) & 1));
       // N as an opaque value: with N a power of two ptxas hoisted every chunk's row address out
       // of the loop below and spilled (measured: 300 bytes at N = 2048).
       int row_stride = N;
       asm("" : "+r"(row_stride));
 #pragma unroll
       for (int c = 0; c < BR / 32; ++c) {
-        __syncwarp();
 #pragma unroll
-        for (int jj = 0; jj < 4; ++jj)
+        for (int pair = 0; pair < 2; ++pair) {
+          unsigned r[4];  // blocks (row block 4c + 2 pair + m / 2, half m % 2)
 #pragma unroll
-          for (int v = 0; v < 4; ++v) {
-            const int half = v >> 1, row = 8 * jj + 2 * q + (v & 1);
-            *reinterpret_cast<Act*>(slice + slice_offset(row, half) + g * 2) =
-                from_float<Act>(acc[(4 * c + jj) * 4 + v] + bias_of[half]);
+          for (int m = 0; m < 4; ++m) {
+            const float* f = &acc[(4 * c + 2 * pair + (m >> 1)) * 4 + 2 * (m & 1)];
+            r[m] = Cfg::kHasBias ? pack2<Act>(f[0] + bias_of[m & 1], f[1] + bias_of[m & 1])
+                                 : pack2<Act>(f[0], f[1]);
           }
-        __syncwarp();
-        // Lane pairs share a row, so each store instruction writes 16 rows' whole 32-byte parts:
-        // full sectors where N is a multiple of 16 (a half per instruction wrote half sectors).
-        const int half = lane & 1, o = t.n0 + f0 + 8 * half;
+          stmatrix_x4_trans(my_row_address + pair * 16 * 128, r);
+        }
+        named_barrier_sync(1 + wg, 128);
+        const int wg_thread = threadIdx.x & 127;
 #pragma unroll
         for (int pass = 0; pass < 2; ++pass) {
-          const int slice_row = 16 * pass + (lane >> 1), row = 32 * c + slice_row;
+          const int chunk = wg_thread + 128 * pass, slice_row = chunk >> 3, part = chunk & 7;
+          const int row = 32 * c + slice_row, o = t.n0 + 64 * wg + 8 * part;
           unsigned v[4];
-          ld_shared_16(v, slice + slice_offset(slice_row, half));
+          ld_shared_16(v, wg_slice + chunk_offset(slice_row, part));
           const long long dst = row < t.rows ? dst_rows[row] : -1;
           if (dst >= 0 && o < N) st_global_16(y + dst * row_stride + o, v);
         }
+        named_barrier_sync(1 + wg, 128);  // the slice is read before the next rows' stores
       }
       mbarrier_arrive(bars.inputs_empty(inputs.slot));
       inputs.advance();

@@ -46,6 +46,15 @@ __device__ __forceinline__ void ldmatrix_x2(unsigned (&r)[2], const void* smem) 
                : "r"(smem_addr(smem)));
 }
 
+// Four 8 x 8 matrices of 16-bit values from mma fragments (lane 4r + c: row r, columns 2c, 2c + 1
+// of r[m]), each stored transposed: its column i as 16 bytes at the address lane 8m + i gives.
+__device__ __forceinline__ void stmatrix_x4_trans(unsigned row_address, const unsigned (&r)[4]) {
+  asm volatile(
+      "stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(row_address),
+      "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+      : "memory");
+}
+
 // 16-byte shared load, global load and global store (addresses aligned to 16 bytes).
 __device__ __forceinline__ void ld_shared_16(unsigned (&v)[4], const void* smem) {
   asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];\n"
