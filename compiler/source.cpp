@@ -271,8 +271,9 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
       const int epilogue = (c.block_n + c.block_m) * padded_row_bytes(rp * 2) + c.block_m * 16 +
                            (spec.weights == WeightFormat::nf4 ? (16 + 256) * 4 : 0);
       if (c.rs) {  // stages (x tile, packed slice and scales), two buffers of x*A^T (fp32) and
-                   // destination rows, a 1 KB slice per accumulating warp, barriers, nf4 tables,
-                   // gathered source rows, tile starts (templates/moejit/forward_sm90_rs.cuh)
+                   // destination rows, a 4 KB slice per accumulating warpgroup, barriers, nf4
+                   // tables, gathered source rows, tile starts
+                   // (templates/moejit/forward_sm90_rs.cuh)
         const int weight_slice = v.in_out ? 64 * (c.block_n + 16) : c.block_n * 80;
         return 1024 + c.stages * (c.block_m * 128 + weight_slice) +
                2 * (c.block_m * spec.rank * 4 + c.block_m * 8) + c.block_n / 64 * 4096 +

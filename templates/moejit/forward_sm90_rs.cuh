@@ -17,7 +17,7 @@
 //    its x * A^T-only mode); the loader copies a tile's rows of it (contiguous) in one bulk copy.
 //    The epilogue adds B_e * round(s * x * A^T)^T on mma.sync (a warp's 16 features x 8 rows of
 //    the accumulator are an m16n8 fragment), the bias, rounds, and writes each row's 64 features
-//    of a warpgroup (128 bytes) through a shared-memory slice the warpgroup's stmatrix fill.
+//    of a warpgroup (128 bytes) through a shared-memory slice that its warps fill by stmatrix.
 // Stage layout of the weight slice (the rows a warp reads at one time hit distinct banks):
 //  - K-contiguous weights (out_in forward, in_out dX): BF rows of 80 bytes, one per feature:
 //    nf4, 32 packed bytes (64 k), then the 8 group scales, then 16 bytes of padding; int8, the
@@ -45,10 +45,11 @@ __device__ __forceinline__ unsigned signed_byte_selector(unsigned byte) {
 }
 
 // The 8 x 8 matrix of 16-bit values held a row per four lanes (lane 4r + c: columns 2c, 2c + 1
-// of row r), transposed across the warp into the same layout.
+// of row r), transposed across the warp into the same layout (a warp-wide exchange: volatile, as
+// the other .sync.aligned wrappers, so that it is not moved into divergent code).
 __device__ __forceinline__ unsigned transpose_8x8(unsigned v) {
   unsigned out;
-  asm("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(out) : "r"(v));
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(out) : "r"(v));
   return out;
 }
 
@@ -493,10 +494,9 @@ struct ForwardRsKernel {
       }
     } else {
       // Decoded transposed and moved into place as nf4 (see decode): lane (g, q) takes features
-      // 2q, 2q + 1 of half hf (bytes 2 (q & 1), + 1 of word 2 hf + q / 2 of the warp's 16 bytes)
-      // in k row 8h + g of the k16 step; k row 4i + j's row_stat is float j of row i's padding.
-      const unsigned even = signed_byte_selector(2 * (q & 1)),
-                     odd = signed_byte_selector(2 * (q & 1) + 1);
+      // 2q, 2q + 1 of half hf (bytes 2q, 2q + 1 of the half's 8 bytes) in k row 8h + g of the
+      // k16 step; k row 4i + j's row_stat is float j of row i's padding.
+      const unsigned even = signed_byte_selector(2 * q), odd = signed_byte_selector(2 * q + 1);
       const char* column = w_area + f0 + g * kWStride;
       const char* stats = w_area + BF + (g >> 2) * kWStride + (g & 3) * 4;
 #pragma unroll
@@ -511,9 +511,9 @@ struct ForwardRsKernel {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int h = i >> 1, hf = i & 1;
-          const unsigned word = (q & 2) ? rows[h][2 * hf + 1] : rows[h][2 * hf];
-          a[kk][i] = transpose_8x8(pack2<Act>(int8_scaled(signed_byte(word, word, even), stat[h]),
-                                              int8_scaled(signed_byte(word, word, odd), stat[h])));
+          const unsigned lo = rows[h][2 * hf], hi = rows[h][2 * hf + 1];
+          a[kk][i] = transpose_8x8(pack2<Act>(int8_scaled(signed_byte(lo, hi, even), stat[h]),
+                                              int8_scaled(signed_byte(lo, hi, odd), stat[h])));
         }
       }
     }
@@ -640,11 +640,12 @@ struct ForwardRsKernel {
       // each warp stores its fragments transposed by stmatrix (four 8 x 8 blocks, 2 row blocks x
       // its 2 halves of 8 features, per instruction), then after a warpgroup barrier each thread
       // stores 16-byte chunks, so that each warp instruction writes four rows' whole 128-byte
-      // lines (a warp's own 32-byte parts of 16 rows per instruction cost 40% of the kernel's
-      // time on qwen3 down: bench/NOTES.md, v16d).
+      // lines: 8x fewer shared-memory store instructions than 16-bit stores into per-warp slices,
+      // and no line written a 32-byte part at a time by four warps (bench/NOTES.md, v16d).
       auto chunk_offset = [](int row, int chunk) { return row * 128 + ((chunk ^ row) & 7) * 16; };
-      // This lane's stmatrix row: row lane % 8 of block lane / 8 (row block +(lane / 16), half
-      // (lane / 8) % 2), in the 16-byte chunk of the warp's features 8 * half.. of that half.
+      // This lane's stmatrix row address, for block lane / 8: slice row 8 (lane / 16) + lane % 8
+      // (+ 16 for the second pair of row blocks), chunk 2 (warp % 4) + (lane / 8) % 2 (the warp's
+      // feature half (lane / 8) % 2).
       const unsigned my_row_address =
           smem_addr(wg_slice) +
           chunk_offset(8 * (lane >> 4) + (lane & 7), 2 * (warp & 3) + ((lane >> 3) & 1));

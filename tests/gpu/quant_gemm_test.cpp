@@ -79,12 +79,13 @@ std::vector<QuantCase> tma_cases() {
   return out;
 }
 
-// The register-operand kernel (forward_sm90_rs.cuh), pinned for each of its tile heights.
-TileConfig rs_config(int block_m) {
+// The register-operand kernel (forward_sm90_rs.cuh), pinned for each of its tile heights and
+// widths (one or two accumulating warpgroups).
+TileConfig rs_config(int block_m, int block_n = 128) {
   return TileConfig{.block_m = block_m,
-                    .block_n = 128,
+                    .block_n = block_n,
                     .block_k = 64,
-                    .warps_m = 8,
+                    .warps_m = block_n / 16,
                     .warps_n = 1,
                     .stages = block_m == 192 ? 5 : 4,
                     .wgmma = true,
@@ -150,8 +151,8 @@ std::vector<QuantCase> rs_cases() {
        false},
       {int8, 0, false, in_out, bf16, 3, 2, 272, 352, 56, 500, RoutingKind::sparse, false, false,
        true},
-      // N = 8 (mod 16): the epilogue's last lane pair of a row has one 16-byte half inside N and
-      // one past it.
+      // N = 8 (mod 16): a row's last 16 features have one 8-feature chunk inside N and one past
+      // it, which splits a warp's two halves in the epilogue.
       {nf4, 64, false, out_in, bf16, 5, 2, 288, 408, 16, 600, RoutingKind::skewed, false, false,
        false},
       {int8, 0, false, out_in, fp16, 4, 2, 272, 392, 8, 500, RoutingKind::uniform, true, false,
@@ -241,8 +242,10 @@ TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
   std::vector<TestCompile> compiles;
   for (const int block_m : {128, 192, 256}) {
     for (const QuantCase& c : cases)
-      if (block_m == 128 || c.spec.rank <= 32)
+      if (block_m == 128 || c.spec.rank <= 32) {
         compiles.push_back({c.spec, rs_config(block_m), false, ""});
+        if (block_m == 256) compiles.push_back({c.spec, rs_config(block_m, 64), false, ""});
+      }
     for (const ModelPreset& preset : model_presets())
       for (const Projection proj : {Projection::gate_up, Projection::down})
         for (const auto& [weights, dq] : {std::pair{WeightFormat::nf4, false},
@@ -581,9 +584,14 @@ TEST(QuantGemm, RsKernelMatchesReference) {
   if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
     GTEST_SKIP() << "the register-operand kernel needs sm_90a; this device is " << arch;
   const std::vector<QuantCase> cases = rs_cases();
-  // Rank 64's fp32 x * A^T tiles fit the shared memory only with 128-row tiles.
+  // Rank 64's fp32 x * A^T tiles fit the shared memory only with 128-row tiles; every fourth
+  // case runs one accumulating warpgroup (64 features).
   auto config_of = [&](std::size_t i) {
-    return rs_config(cases[i].spec.rank > 32 ? 128 : i % 3 == 0 ? 256 : i % 3 == 1 ? 192 : 128);
+    return rs_config(cases[i].spec.rank > 32 ? 128
+                     : i % 3 == 0            ? 256
+                     : i % 3 == 1            ? 192
+                                             : 128,
+                     i % 4 == 3 ? 64 : 128);
   };
   run_cases(
       cases, 1,
