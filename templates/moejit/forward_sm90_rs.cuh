@@ -45,11 +45,10 @@ __device__ __forceinline__ unsigned signed_byte_selector(unsigned byte) {
 }
 
 // The 8 x 8 matrix of 16-bit values held a row per four lanes (lane 4r + c: columns 2c, 2c + 1
-// of row r), transposed across the warp into the same layout (a warp-wide exchange: volatile, as
-// the other .sync.aligned wrappers, so that it is not moved into divergent code).
+// of row r), transposed across the warp into the same layout. Every call site is warp-uniform.
 __device__ __forceinline__ unsigned transpose_8x8(unsigned v) {
   unsigned out;
-  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(out) : "r"(v));
+  asm("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(out) : "r"(v));
   return out;
 }
 
@@ -494,9 +493,11 @@ struct ForwardRsKernel {
       }
     } else {
       // Decoded transposed and moved into place as nf4 (see decode): lane (g, q) takes features
-      // 2q, 2q + 1 of half hf (bytes 2q, 2q + 1 of the half's 8 bytes) in k row 8h + g of the
-      // k16 step; k row 4i + j's row_stat is float j of row i's padding.
-      const unsigned even = signed_byte_selector(2 * q), odd = signed_byte_selector(2 * q + 1);
+      // 2q, 2q + 1 of half hf (bytes 2 (q & 1), + 1 of word 2 hf + q / 2 of the warp's 16 bytes)
+      // in k row 8h + g of the k16 step; k row 4i + j's row_stat is float j of row i's padding.
+      // (One prmt over the half's 8 bytes would save the select; not yet run on a GPU.)
+      const unsigned even = signed_byte_selector(2 * (q & 1)),
+                     odd = signed_byte_selector(2 * (q & 1) + 1);
       const char* column = w_area + f0 + g * kWStride;
       const char* stats = w_area + BF + (g >> 2) * kWStride + (g & 3) * 4;
 #pragma unroll
@@ -511,9 +512,9 @@ struct ForwardRsKernel {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int h = i >> 1, hf = i & 1;
-          const unsigned lo = rows[h][2 * hf], hi = rows[h][2 * hf + 1];
-          a[kk][i] = transpose_8x8(pack2<Act>(int8_scaled(signed_byte(lo, hi, even), stat[h]),
-                                              int8_scaled(signed_byte(lo, hi, odd), stat[h])));
+          const unsigned word = (q & 2) ? rows[h][2 * hf + 1] : rows[h][2 * hf];
+          a[kk][i] = transpose_8x8(pack2<Act>(int8_scaled(signed_byte(word, word, even), stat[h]),
+                                              int8_scaled(signed_byte(word, word, odd), stat[h])));
         }
       }
     }

@@ -244,7 +244,7 @@ TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
     for (const QuantCase& c : cases)
       if (block_m == 128 || c.spec.rank <= 32) {
         compiles.push_back({c.spec, rs_config(block_m), false, ""});
-        if (block_m == 256) compiles.push_back({c.spec, rs_config(block_m, 64), false, ""});
+        compiles.push_back({c.spec, rs_config(block_m, 64), false, ""});
       }
     for (const ModelPreset& preset : model_presets())
       for (const Projection proj : {Projection::gate_up, Projection::down})
