@@ -495,7 +495,6 @@ struct ForwardRsKernel {
       // Decoded transposed and moved into place as nf4 (see decode): lane (g, q) takes features
       // 2q, 2q + 1 of half hf (bytes 2 (q & 1), + 1 of word 2 hf + q / 2 of the warp's 16 bytes)
       // in k row 8h + g of the k16 step; k row 4i + j's row_stat is float j of row i's padding.
-      // (One prmt over the half's 8 bytes would save the select; not yet run on a GPU.)
       const unsigned even = signed_byte_selector(2 * (q & 1)),
                      odd = signed_byte_selector(2 * (q & 1) + 1);
       const char* column = w_area + f0 + g * kWStride;
