@@ -1,6 +1,6 @@
 """bench/report.py on hand-made rows: each row's memory floors (bytes counted here op by op from
 the shape, independently of bench/flops.py), the share of the larger bound, and the token sweep's
-formats. Usage: report_test.py BENCH_DIR."""
+formats; and bench/readme_tables.py on its JSON. Usage: report_test.py BENCH_DIR."""
 import json
 import pathlib
 import subprocess
@@ -71,7 +71,10 @@ class ReportTest(unittest.TestCase):
                   moejit_row("down", 8192, "int8", 0.63, 1.5),
                   moejit_row("down", 1024, "bf16", 0.18, 0.42),
                   moejit_row("down", 1024, "nf4", 0.09, 0.3),
-                  moejit_row("gate_up", 8192, "bf16", 0.8, 1.85)]
+                  moejit_row("gate_up", 8192, "bf16", 0.8, 1.85),
+                  moejit_row("gate_up", 8192, "nf4", 1.2, 2.8),
+                  moejit_row("gate_up", 8192, "nf4-dq", 1.25, 2.85),
+                  moejit_row("gate_up", 8192, "int8", 1.1, 2.6)]
         composition = [composition_row("down", t, w) for t in (1024, 8192) for w in ("bf16", "nf4")]
         (out / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in moejit))
         (out / "c.jsonl").write_text("not json\n" + "".join(json.dumps(r) + "\n" for r in composition))
@@ -84,6 +87,11 @@ class ReportTest(unittest.TestCase):
         cls.rows = {(r["proj"], r["tokens"], r["weights"]): r
                     for r in json.loads((out / "2026-11-25-test-gpu.json").read_text())}
         cls.markdown = (out / "2026-11-25-test-gpu.md").read_text()
+        done = subprocess.run([sys.executable, "-B", str(BENCH / "readme_tables.py"),
+                               str(out / "2026-11-25-test-gpu.json")], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AssertionError(f"readme_tables.py failed:\n{done.stderr}")
+        cls.readme = done.stdout
 
     @classmethod
     def tearDownClass(cls):
@@ -129,6 +137,19 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(cells["vs moejit bf16 f / f+b"], "0.50x / 0.71x")  # 0.09 / 0.18, 0.3 / 0.42
         self.assertNotIn("int8", sweep)  # measured at one token count only
         self.assertIn("device copy rate (bytes read + written): 3.00 TB/s", self.markdown)
+
+    def test_readme_tables_hold_the_main_rows_and_the_sweep(self):
+        tables = self.readme.strip().split("\n\n")
+        self.assertEqual(len(tables), 3)
+        bf16, quantized, sweep = (t.splitlines()[2:] for t in tables)
+        self.assertEqual([l.split("|")[2].strip() for l in bf16], ["down", "gate_up"])
+        down = next(l for l in quantized if l.startswith("| qwen3-30b-a3b | down |"))
+        # bf16 f+b, nf4 f+b, nf4 / bf16, nf4-dq / bf16, int8 f+b, int8 / bf16
+        self.assertEqual([c.strip() for c in down.split("|")[3:9]],
+                         ["1.05", "1.60", "1.52x", "1.54x", "1.50", "1.43x"])
+        self.assertEqual([l.split("|")[1:3] for l in sweep][:2],
+                         [[" gate_up ", " 8192 "], [" down ", " 1024 "]])
+        self.assertIn("| 0.50x / 0.71x |", sweep[1])  # nf4 over bf16 at 1,024 tokens
 
 
 if __name__ == "__main__":
