@@ -101,7 +101,7 @@ ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfi
   }
   if (!config.rs) maps.a = encode_3d("lora_a", params.lora_a, type, k, r, e, 64, rp);
   // A grouped input's tile rows are contiguous: the kernel loads them by TMA as well.
-  if (v.grouped_in)
+  if (v.grouped_in || config.rs)
     maps.x = encode_3d("x", params.x, type, k, static_cast<std::uint64_t>(params.rows), 1, 64,
                        static_cast<std::uint32_t>(config.block_m));
   return maps;
@@ -130,6 +130,13 @@ void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const For
                     "cuMemAllocAsync(rs x*A^T)");
     prologue_params.xa_out = static_cast<float*>(scratch->ptr());
   }
+  // A gathered input: the prologue copies its rows in grouped order for the main kernel's TMA.
+  std::optional<cuda::StreamScratch> x_grouped;
+  if (params.y != nullptr && !gemm_view(spec).grouped_in) {
+    x_grouped.emplace(static_cast<std::size_t>(rows) * gemm_view(spec).k * size_of(spec.act),
+                      stream, "cuMemAllocAsync(rs grouped x)");
+    prologue_params.x_grouped = x_grouped->ptr();
+  }
   const RsPrologue& prologue = kernel.prologue_view;
   void* prologue_args[] = {&prologue_params};
   launch_or_throw(kernel.prologue, launch_dims(prologue.spec, prologue.config, rows),
@@ -141,6 +148,8 @@ void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const For
   ForwardParams p = params;
   p.xa_in = prologue_params.xa_out;
   p.xa_out = nullptr;
+  if (x_grouped) p.x = x_grouped->ptr();
+  p.x_grouped = nullptr;
   ForwardTensorMaps maps = encode_tensor_maps(spec, kernel.config, p);
   if (before_main) before_main->record(stream);
   void* args[] = {&p, &maps};

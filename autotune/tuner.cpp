@@ -211,7 +211,7 @@ bool tma_tile_serves(const ProjectionSpec& spec, const TileConfig& c, const std:
 std::vector<TileConfig> rs_candidates(const ProjectionSpec& spec, const std::string& arch) {
   if (!wgmma_supported(spec, arch) || !rs_serves(spec)) return {};
   // 256-row tiles halve the decoding per product against 128 but hold only 3-4 stages, 192-row
-  // tiles 4-5 and 128-row tiles up to 7, to cover the gathered rows' latency. The first four won
+  // tiles 4-5 and 128-row tiles up to 7, to cover the loads' latency. The first four won
   // the tuning runs of the 2026-11-24 H100 measurements (bench/NOTES.md, v6); the last fits r = 64.
   std::vector<TileConfig> out;
   for (const auto& [bm, stages] : {std::pair{256, 4}, {256, 3}, {192, 4}, {128, 6}, {128, 4}}) {

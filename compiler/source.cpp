@@ -168,7 +168,9 @@ std::string gemm_stub(const ProjectionSpec& spec, const TileConfig& c, const cha
       arg("index", spec.index == IndexType::int64 ? "long long" : "int"),
       arg("experts", spec.experts), arg("top_k", spec.top_k), arg("gather_div", v.gather_div),
       arg("k", v.k), arg("n", v.n), arg("rank", spec.rank), arg("in_out", v.in_out),
-      arg("b_storage", v.b_storage), arg("grouped_in", v.grouped_in),
+      // The register-operand kernel reads a gathered input through the grouped copy its prologue
+      // writes (ForwardParams::x_grouped).
+      arg("b_storage", v.b_storage), arg("grouped_in", v.grouped_in || c.rs),
       arg("grouped_out", v.grouped_out), arg("has_bias", v.has_bias),
       arg("weight_format", static_cast<int>(spec.weights)),
       arg("quant_blocksize", spec.weights == WeightFormat::nf4 ? spec.quant_blocksize : 0),
@@ -272,12 +274,12 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
                            (spec.weights == WeightFormat::nf4 ? (16 + 256) * 4 : 0);
       if (c.rs) {  // stages (x tile, packed slice and scales), two buffers of x*A^T (fp32) and
                    // destination rows, a 4 KB slice per accumulating warpgroup, barriers, nf4
-                   // tables, gathered source rows, tile starts
+                   // tables, tile starts
                    // (templates/moejit/forward_sm90_rs.cuh)
         const int weight_slice = v.in_out ? 64 * (c.block_n + 16) : c.block_n * 80;
         return 1024 + c.stages * (c.block_m * 128 + weight_slice) +
                2 * (c.block_m * spec.rank * 4 + c.block_m * 8) + c.block_n / 64 * 4096 +
-               (2 * c.stages + 4) * 8 + (16 + 256) * 4 + c.block_m * 4 + (spec.experts + 1) * 8;
+               (2 * c.stages + 4) * 8 + (16 + 256) * 4 + (spec.experts + 1) * 8;
       }
       if (c.tma)  // stages, two buffers of B_e and destination rows, a 512-byte store slice per
                   // accumulating warp, barriers, nf4 tables, tile starts

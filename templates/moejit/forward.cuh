@@ -224,6 +224,22 @@ struct ForwardKernel {
     }
   }
 
+  // Stage kb's x rows to p.x_grouped in grouped-row order (read before the barrier after which
+  // the stage is refilled).
+  __device__ static void copy_x_tile(const ForwardParams& p, const Tile& t, const char* stage,
+                                     int kb) {
+    constexpr int XC = BK / 8;
+    char* out = static_cast<char*>(p.x_grouped);
+    for (int c = threadIdx.x; c < BM * XC; c += kThreads) {
+      const int row = c / XC, ch = c % XC, k = kb * BK + ch * 8;
+      if (row < t.rows && k < K) {
+        unsigned v[4];
+        ld_shared_16(v, stage + XTile::chunk_offset(row, ch) * 16);
+        st_global_16(out + ((t.row_begin + row) * K + k) * 2, v);
+      }
+    }
+  }
+
   __device__ static void compute_stage(const char* stage, int warp_m, int warp_n, bool base,
                                        float (&acc)[MF][NF][4], float (&xa)[MF][XA_PER_WARP][4]) {
     const int lane = threadIdx.x & 31;
@@ -324,6 +340,8 @@ struct ForwardKernel {
       if (kQuant && base && next < KB) fetch_weights(next);  // registers, decoded below
       cp_async_commit();
       compute_stage(smem + (kb % STAGES) * kStageBytes, warp_m, warp_n, base, acc, xa);
+      if (p.x_grouped != nullptr && t.n0 == 0)
+        copy_x_tile(p, t, smem + (kb % STAGES) * kStageBytes, kb);
       if (kQuant && base && next < KB)
         fetch.template store<Act>(smem + (next % STAGES) * kStageBytes + XTile::kBytes, tables,
                                   p.offset);

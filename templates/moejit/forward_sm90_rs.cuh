@@ -5,7 +5,10 @@
 // decoded weight goes through shared memory. Warp-specialized and persistent like
 // forward_sm90_tma.cuh:
 //  - one loading warpgroup fills each stage with the x tile (BR rows of 64 k, K-major under the
-//    128-byte swizzle: wgmma's B operand; by TMA for a grouped input, else by cp.async), the
+//    128-byte swizzle: wgmma's B operand) by TMA, from grouped rows: a gathered input's rows
+//    were copied in grouped order by the prologue (ForwardParams::x_grouped), because gathering
+//    them here by cp.async left the accumulating warps waiting for their stages 29-45% of the
+//    time (bench/NOTES.md v17); then the
 //    packed weight slice (cp.async) and its statistics: nf4, the fp32 scale of every 8-value
 //    group (absmax, or with double quantization code2[q] * absmax2 + offset; a thread's loads are
 //    issued two stages ahead of their use, so their latency overlaps the stages between); int8
@@ -108,6 +111,7 @@ struct ForwardRsKernel {
                 "block_m (rows, wgmma's N) of 128, 192 or 256");
   static_assert(BF == 64 || BF == 128, "block_n (features) of one or two warpgroups of 64");
   static_assert(STAGES >= 2, "at least two stages");
+  static_assert(Cfg::kGroupedIn, "x in grouped rows, loaded by TMA (see the header)");
   static_assert(RP <= 64, "rank up to 64 (the epilogue's B_e fragments live in registers)");
   static_assert(R % 4 == 0, "rank a multiple of 4 (x * A^T rows in 16-byte units)");
   static_assert((kKContig ? K : N) % (kNf4 ? 32 : 16) == 0,
@@ -129,8 +133,7 @@ struct ForwardRsKernel {
   static constexpr int kBarriersOffset = kSlicesOffset + kConsumers * 4 * 1024;
   // full[STAGES], empty[STAGES], inputs_full[2], inputs_empty[2]
   static constexpr int kTablesOffset = kBarriersOffset + (2 * STAGES + 4) * 8;
-  static constexpr int kSourceRowsOffset = kTablesOffset + static_cast<int>(sizeof(QuantTables));
-  static constexpr int kTileStartOffset = kSourceRowsOffset + BR * 4;       // gathered x rows, int
+  static constexpr int kTileStartOffset = kTablesOffset + static_cast<int>(sizeof(QuantTables));
   static constexpr int kSmemBytes = 1024 + kTileStartOffset + (E + 1) * 8;  // 1024: alignment
   static_assert(kSmemBytes == Cfg::kSmemBytes,
                 "host and device disagree on the shared-memory layout (see compiler/source.cpp)");
@@ -322,33 +325,14 @@ struct ForwardRsKernel {
 
   __device__ static void load(const ForwardParams& p, const ForwardTensorMaps& maps, char* smem,
                               const Barriers& bars, const Schedule& s, const QuantTables* tables) {
-    // Gathered x: thread i copies 16-byte chunk i % 8 of rows i / 8, i / 8 + 16, ... (a warp's
-    // copy instruction reads four whole 128-byte row slices).
-    constexpr int kRowsPerThread = BR / 16;
-    const int x_row0 = threadIdx.x / 8, x_chunk = threadIdx.x % 8;
     const bool leader = threadIdx.x == 0;
-    if (leader && Cfg::kGroupedIn) prefetch_tensor_map(&maps.x);
-    const char* x = static_cast<const char*>(p.x);
-    // Gathered x: the source rows of the 8 threads that copy rows x_row0 + 16 i, written by the
-    // first of them, contiguous so that each thread reads its rows in 16-byte loads.
-    int* src_rows = reinterpret_cast<int*>(smem + kSourceRowsOffset) + x_row0 * kRowsPerThread;
+    if (leader) prefetch_tensor_map(&maps.x);
     RingPosition<STAGES> stage;
     RingPosition<2> inputs;
     ScaleFetch scales[2];  // k-blocks kb and kb + 1 (by kb's parity)
     for (long long linear = s.first; linear < s.linear_end; linear += s.stride) {
       OutputTile t;
       if (!tile_at(p, s, linear, t)) continue;
-      if constexpr (!Cfg::kGroupedIn) {
-        __syncwarp();  // the previous tile's rows are read
-        if (x_chunk == 0)
-#pragma unroll
-          for (int i = 0; i < kRowsPerThread; ++i) {
-            long long row_src, dst;
-            tile_row_ends<Cfg>(p, t, x_row0 + 16 * i, row_src, dst);
-            src_rows[i] = static_cast<int>(row_src);
-          }
-        __syncwarp();
-      }
       if constexpr (kNf4) {
         scales[0].fetch(p, t, 0);
         if (KB > 1) scales[1].fetch(p, t, 1);
@@ -360,27 +344,10 @@ struct ForwardRsKernel {
         char* st = smem + stage.slot * kStageBytes;
         const unsigned full = bars.full(stage.slot);
         if (leader) {
-          mbarrier_arrive_expect_tx(full, Cfg::kGroupedIn ? kXBytes : 0);
           // Rows past the tile (another expert's, or zeros past the end) feed only accumulator
           // columns that are never stored.
-          if constexpr (Cfg::kGroupedIn)
-            tma_load_3d(smem_addr(st), &maps.x, full, kb * BK, static_cast<int>(t.row_begin), 0);
-        }
-        if constexpr (!Cfg::kGroupedIn) {
-          int src[kRowsPerThread];  // read before the copies, which the compiler cannot cross
-#pragma unroll
-          for (int i = 0; i < kRowsPerThread; i += 4)
-            *reinterpret_cast<int4*>(&src[i]) = *reinterpret_cast<const int4*>(&src_rows[i]);
-          // Few instructions per row: the loader's issue rate limits these kernels (measured: 16
-          // more per stage cost the gate_up projections 25%, bench/NOTES.md v6).
-          const int k = kb * BK + x_chunk * 8;
-          const char* xk = x + k * 2;
-          const bool k_inside = k < K;
-#pragma unroll
-          for (int i = 0; i < kRowsPerThread; ++i)
-            cp_async_16(st + SwizzledTile<BR, 8>::chunk_offset(x_row0 + 16 * i, x_chunk) * 16,
-                        xk + static_cast<long long>(src[i] > 0 ? src[i] : 0) * (K * 2),
-                        k_inside && src[i] >= 0);
+          mbarrier_arrive_expect_tx(full, kXBytes);
+          tma_load_3d(smem_addr(st), &maps.x, full, kb * BK, static_cast<int>(t.row_begin), 0);
         }
         copy_packed(p, t, kb, st + kXBytes);
         if constexpr (kNf4) scales[kBuf].store(t, kb, st + kXBytes, tables, p.offset);
@@ -584,7 +551,6 @@ struct ForwardRsKernel {
       // next k-block's fragments while this batch runs.
       auto step = [&](auto buffer, int kb) {
         constexpr int kBuf = decltype(buffer)::value;
-        fence_proxy_async();  // gathered x rows came through cp.async (generic proxy)
         const char* xs = smem + stage.slot * kStageBytes;
         wgmma_fence();
 #pragma unroll

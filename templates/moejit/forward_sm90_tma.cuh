@@ -465,7 +465,8 @@ struct ForwardTmaKernel {
       int in_flight = -1;  // the stage the wgmma batch still running reads
       for (int kb = 0; kb < KB; ++kb) {
         mbarrier_wait(bars.full(stage.slot), stage.phase);
-        fence_proxy_async();  // the x rows came through cp.async (generic proxy)
+        // Gathered x rows came through cp.async (generic proxy); TMA-loaded ones need no fence.
+        if constexpr (!Cfg::kGroupedIn) fence_proxy_async();
         const char* st = smem + stage.slot * kStageBytes;
         const char* xs = st + wg * 64 * 128;
         const char* ws = st + kXBytes;

@@ -19,6 +19,10 @@ struct ForwardParams {
   // The register-operand kernel (forward_sm90_rs.cuh) reads x * A^T here instead, [T*k, r] fp32
   // written by its prologue kernel; unused by the other kernels.
   const float* xa_in;
+  // Optional [T*k, K] act dtype: the forward kernel (forward.cuh) copies the x rows it reads here
+  // in grouped-row order, so that the register-operand kernel after it loads a gathered input's
+  // tiles by TMA (as a grouped input's) instead of gathering them row by row.
+  void* x_grouped;
   long long rows;  // T*k
   float scale;     // LoRA scaling s
   // Quantized base weights (nf4 / int8_rowwise); unused for bf16/fp16 weights.
