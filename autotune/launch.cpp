@@ -133,8 +133,7 @@ void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const For
   // A gathered input: the prologue copies its rows in grouped order for the main kernel's TMA.
   std::optional<cuda::StreamScratch> x_grouped;
   if (params.y != nullptr && !gemm_view(spec).grouped_in) {
-    x_grouped.emplace(static_cast<std::size_t>(rows) * gemm_view(spec).k * size_of(spec.act),
-                      stream, "cuMemAllocAsync(rs grouped x)");
+    x_grouped.emplace(rs_grouped_x_bytes(spec, rows), stream, "cuMemAllocAsync(rs grouped x)");
     prologue_params.x_grouped = x_grouped->ptr();
   }
   const RsPrologue& prologue = kernel.prologue_view;
@@ -158,6 +157,11 @@ void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const For
 }
 
 }  // namespace
+
+std::size_t rs_grouped_x_bytes(const ProjectionSpec& spec, std::int64_t rows) {
+  if (!rs_serves(spec) || gemm_view(spec).grouped_in || rows <= 0) return 0;
+  return static_cast<std::size_t>(rows) * gemm_view(spec).k * size_of(spec.act);
+}
 
 void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
                    std::int64_t rows, CUstream stream, cuda::Event* before_main) {

@@ -47,6 +47,11 @@ void prepare_kernel(KernelHandle& kernel);
 void launch_kernel(const KernelHandle& kernel, const ProjectionSpec& spec, const void* params,
                    std::int64_t rows, CUstream stream, cuda::Event* before_main = nullptr);
 
+// The stream-ordered scratch a register-operand kernel's launch holds for its grouped copy of a
+// gathered input (ForwardParams::x_grouped): rows x K of the op's GEMM in the act dtype; 0 for
+// a grouped input or an op the kernel does not serve.
+std::size_t rs_grouped_x_bytes(const ProjectionSpec& spec, std::int64_t rows);
+
 // The TMA kernel's tensor maps over the weight and LoRA A-role tensors of `params` (encoded per
 // launch: they hold the addresses). Throws InvalidArgument naming a tensor the TMA cannot read.
 ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfig& config,

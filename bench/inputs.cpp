@@ -5,7 +5,9 @@
 #include <numeric>
 #include <string>
 
+#include "autotune/launch.hpp"
 #include "compiler/error.hpp"
+#include "compiler/kernel_view.hpp"
 
 namespace moejit::bench {
 namespace {
@@ -153,7 +155,13 @@ BackwardArgs ProblemInputs::backward_args() const {
 }
 
 std::size_t ProblemInputs::extra_bytes() const {
-  return backward_workspace_bytes(spec_, tokens_) + xa_.bytes();
+  // Beside the saved x * A^T: the forward's grouped copy of a gathered input (register-operand
+  // kernel), or the backward's workspace with dX's copy (autotune/launch.hpp), whichever is larger.
+  const std::int64_t rows = tokens_ * spec_.top_k;
+  const std::size_t forward = rs_grouped_x_bytes(op_spec(spec_, OpKind::forward), rows);
+  const std::size_t backward = backward_workspace_bytes(spec_, tokens_) +
+                               rs_grouped_x_bytes(op_spec(spec_, OpKind::backward_dx), rows);
+  return std::max(forward, backward) + xa_.bytes();
 }
 
 void ProblemInputs::poison_outputs() {
