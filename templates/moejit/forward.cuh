@@ -303,7 +303,8 @@ struct ForwardKernel {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const Tile t = locate_tile<Cfg, BM, BN>(p, shared_tile);
     if (t.expert < 0) return;  // the grid is an upper bound on the number of row tiles
-    // y == null: only x * A^T is wanted (the backward recomputing what the forward did not save).
+    // y == null: only x * A^T is wanted (the backward recomputing what the forward did not save,
+    // or the register-operand kernel's prologue, which may also copy x: p.x_grouped).
     const bool base = p.y != nullptr;
     if (!base && t.n0 != 0) return;
 

@@ -17,10 +17,11 @@
 //  - BF / 64 accumulating warpgroups of 64 features each decode k-block kb + 1 into registers
 //    while the wgmma batch of kb runs (two register buffers of A fragments);
 //  - x * A^T (fp32, p.xa_in) comes from the prologue kernel the launch runs first (forward.cuh in
-//    its x * A^T-only mode); the loader copies a tile's rows of it (contiguous) in one bulk copy.
-//    The epilogue adds B_e * round(s * x * A^T)^T on mma.sync (a warp's 16 features x 8 rows of
-//    the accumulator are an m16n8 fragment), the bias, rounds, and writes each row's 64 features
-//    of a warpgroup (128 bytes) through a shared-memory slice that its warps fill by stmatrix.
+//    its x * A^T-only mode, which also writes a gathered input's grouped copy); the loader copies a
+//    tile's rows of it (contiguous) in one bulk copy. The epilogue adds B_e * round(s * x * A^T)^T
+//    on mma.sync (a warp's 16 features x 8 rows of the accumulator are an m16n8 fragment), the
+//    bias, rounds, and writes each row's 64 features of a warpgroup (128 bytes) through a
+//    shared-memory slice that its warps fill by stmatrix.
 // Stage layout of the weight slice (the rows a warp reads at one time hit distinct banks):
 //  - K-contiguous weights (out_in forward, in_out dX): BF rows of 80 bytes, one per feature:
 //    nf4, 32 packed bytes (64 k), then the 8 group scales, then 16 bytes of padding; int8, the

@@ -5,7 +5,8 @@
 namespace moejit {
 
 struct ForwardParams {
-  const void* x;               // [T, K] (or [T*k, K] when grouped_in), act dtype
+  // [T, K] (or [T*k, K] when grouped_in; always for the register-operand kernel), act dtype
+  const void* x;
   const void* w;               // base weight, all experts; format and layout per the config
   const void* lora_a;          // A storage, lora dtype
   const void* lora_b;          // B storage, lora dtype
