@@ -100,9 +100,8 @@ ForwardTensorMaps encode_tensor_maps(const ProjectionSpec& spec, const TileConfi
                                   static_cast<std::uint32_t>(config.block_n / config.cluster_m));
   }
   if (!config.rs) maps.a = encode_3d("lora_a", params.lora_a, type, k, r, e, 64, rp);
-  // A grouped input's tile rows are contiguous: the kernel loads them by TMA as well (the
-  // register-operand kernel always: a gathered input's x is its prologue's grouped copy).
-  if (v.grouped_in || config.rs)
+  // Grouped x rows are contiguous: the kernel loads them by TMA as well.
+  if (reads_grouped_x(spec, config))
     maps.x = encode_3d("x", params.x, type, k, static_cast<std::uint64_t>(params.rows), 1, 64,
                        static_cast<std::uint32_t>(config.block_m));
   return maps;
@@ -132,11 +131,11 @@ void launch_rs(const KernelHandle& kernel, const ProjectionSpec& spec, const For
     prologue_params.xa_out = static_cast<float*>(scratch->ptr());
   }
   // A gathered input: the prologue copies its rows in grouped order for the main kernel's TMA.
+  // params.rows: the rows the x tensor map of the main kernel spans.
   std::optional<cuda::StreamScratch> x_grouped;
-  if (params.y != nullptr && !gemm_view(spec).grouped_in) {
-    // params.rows: the rows the x tensor map of the main kernel spans.
-    x_grouped.emplace(rs_grouped_x_bytes(spec, params.rows), stream,
-                      "cuMemAllocAsync(rs grouped x)");
+  if (const std::size_t bytes = rs_grouped_x_bytes(spec, params.rows);
+      params.y != nullptr && bytes > 0) {
+    x_grouped.emplace(bytes, stream, "cuMemAllocAsync(rs grouped x)");
     prologue_params.x_grouped = x_grouped->ptr();
   }
   const RsPrologue& prologue = kernel.prologue_view;

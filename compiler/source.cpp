@@ -168,9 +168,7 @@ std::string gemm_stub(const ProjectionSpec& spec, const TileConfig& c, const cha
       arg("index", spec.index == IndexType::int64 ? "long long" : "int"),
       arg("experts", spec.experts), arg("top_k", spec.top_k), arg("gather_div", v.gather_div),
       arg("k", v.k), arg("n", v.n), arg("rank", spec.rank), arg("in_out", v.in_out),
-      // The register-operand kernel reads a gathered input through the grouped copy its prologue
-      // writes (ForwardParams::x_grouped).
-      arg("b_storage", v.b_storage), arg("grouped_in", v.grouped_in || c.rs),
+      arg("b_storage", v.b_storage), arg("grouped_in", reads_grouped_x(spec, c)),
       arg("grouped_out", v.grouped_out), arg("has_bias", v.has_bias),
       arg("weight_format", static_cast<int>(spec.weights)),
       arg("quant_blocksize", spec.weights == WeightFormat::nf4 ? spec.quant_blocksize : 0),
@@ -243,6 +241,10 @@ bool rs_serves(const ProjectionSpec& spec) {
   const int contiguous_multiple = spec.weights == WeightFormat::nf4 ? 32 : 16;
   return v.a_dtype == spec.act && spec.rank <= 64 && spec.rank % 4 == 0 &&
          (v.in_out ? v.n : v.k) % contiguous_multiple == 0;
+}
+
+bool reads_grouped_x(const ProjectionSpec& spec, const TileConfig& c) {
+  return c.rs || gemm_view(spec).grouped_in;
 }
 
 RsPrologue rs_prologue(const ProjectionSpec& spec) {

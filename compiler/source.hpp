@@ -27,6 +27,11 @@ KernelSource render_kernel_source(const ProjectionSpec& spec, const TileConfig& 
 // contiguous dimension a multiple of 32 (nf4) or 16 (int8).
 bool rs_serves(const ProjectionSpec& spec);
 
+// Whether the GEMM kernel of config c reads x in grouped rows (by TMA): over a grouped input, and
+// always for the register-operand kernel, whose prologue writes a gathered input's grouped copy
+// (ForwardParams::x_grouped).
+bool reads_grouped_x(const ProjectionSpec& spec, const TileConfig& c);
+
 // The register-operand kernel's prologue: forward.cuh (mma.sync) in its x * A^T-only mode (y
 // null) for the same projection, in the same module under the unmangled name kRsPrologueName.
 struct RsPrologue {
