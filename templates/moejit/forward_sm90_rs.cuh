@@ -17,11 +17,13 @@
 //  - BF / 64 accumulating warpgroups of 64 features each decode k-block kb + 1 into registers
 //    while the wgmma batch of kb runs (two register buffers of A fragments);
 //  - x * A^T (fp32, p.xa_in) comes from the prologue kernel the launch runs first (forward.cuh in
-//    its x * A^T-only mode, which also writes a gathered input's grouped copy); the loader copies a
-//    tile's rows of it (contiguous) in one bulk copy. The epilogue adds B_e * round(s * x * A^T)^T
-//    on mma.sync (a warp's 16 features x 8 rows of the accumulator are an m16n8 fragment), the
-//    bias, rounds, and writes each row's 64 features of a warpgroup (128 bytes) through a
-//    shared-memory slice that its warps fill by stmatrix.
+//    its x * A^T-only mode, which also writes a gathered input's grouped copy); the loader rounds
+//    a tile's rows of s * x * A^T into a 16-bit wgmma operand. The epilogue adds
+//    B_e * round(s * x * A^T)^T as a wgmma (B_e's fragments as A, from registers), the bias,
+//    rounds, and writes each row's 64 features of a warpgroup (128 bytes) through a
+//    shared-memory slice that its warps fill by stmatrix;
+//  - a tile of at most 128 rows (an expert's last, often) runs the m64n128 wgmma instead of the
+//    tile's full width.
 // Stage layout of the weight slice (the rows a warp reads at one time hit distinct banks):
 //  - K-contiguous weights (out_in forward, in_out dX): BF rows of 80 bytes, one per feature:
 //    nf4, 32 packed bytes (64 k), then the 8 group scales, then 16 bytes of padding; int8, the
@@ -90,6 +92,9 @@ struct ForwardRsKernel {
   static constexpr int KB = (K + BK - 1) / BK;
   static constexpr int N_TILES = (N + BF - 1) / BF;
   static constexpr int kRasterGroup = 8;
+  // A tile with at most this many rows runs the narrower wgmma (see compute).
+  static constexpr int kNarrowRows = 128;
+  static constexpr int kNarrowWidth = kNarrowRows < BR ? kNarrowRows : BR;
   static constexpr bool kNf4 = Cfg::kWeightFormat == kWeightNf4;
   static constexpr int kBlocksize = kNf4 ? Cfg::kQuantBlocksize : BK;  // int8: not used
   static constexpr int kBlockShift = log2_exact(kBlocksize);
@@ -127,7 +132,9 @@ struct ForwardRsKernel {
   static_assert(kStageBytes % 1024 == 0, "stages keep the x tiles on 1024-byte boundaries");
   // Per-tile epilogue inputs, double-buffered: x * A^T of the tile's rows (fp32, [BR][R]), then
   // the destination rows.
-  static constexpr int kXaBytes = BR * R * 4;
+  // The LoRA term's B operand: round(s * x * A^T) of the tile's rows in the act dtype (see
+  // stage_inputs).
+  static constexpr int kXaBytes = BR * RP * 2;
   static constexpr int kInputsBytes = kXaBytes + BR * 8;
   static constexpr int kInputsOffset = STAGES * kStageBytes;
   static constexpr int kSlicesOffset = kInputsOffset + 2 * kInputsBytes;  // 4 KB a warpgroup
@@ -302,9 +309,12 @@ struct ForwardRsKernel {
     }
   }
 
-  // The loader's per-tile epilogue inputs: the tile's rows of x * A^T by one bulk copy (rows past
-  // the tile keep stale values, which reach only accumulator columns that are never stored) and
-  // the destination rows. `full` counts the copy's bytes and every loader thread's arrival.
+  // The loader's per-tile epilogue inputs: the destination rows, and the LoRA term's B operand
+  // from the tile's fp32 rows of x * A^T: round(s * x * A^T) in the act dtype, K-major without
+  // swizzle (core matrices of 8 rows x 16 bytes), ranks 8c..8c + 7 of row j at (c * BR + j) * 16
+  // bytes. Rows past the tile and ranks past r are zeros (B_e's padded ranks are zeros, and
+  // 0 * NaN of a stale value would not be). Written by the generic proxy for the wgmma, so
+  // fenced before each loader thread's arrival on `full`.
   __device__ static void stage_inputs(const ForwardParams& p, const OutputTile& t, char* inputs,
                                       unsigned full) {
     long long* dst_rows = reinterpret_cast<long long*>(inputs + kXaBytes);
@@ -315,13 +325,27 @@ struct ForwardRsKernel {
       tile_row_ends<Cfg>(p, t, threadIdx.x + 128 * i, src, dst);
       dst_rows[threadIdx.x + 128 * i] = dst;
     }
-    if (threadIdx.x == 0) {
-      const unsigned bytes = static_cast<unsigned>(t.rows) * R * 4;
-      mbarrier_arrive_expect_tx(full, bytes);
-      bulk_load(smem_addr(inputs), p.xa_in + t.row_begin * R, bytes, full);
-    } else {
-      mbarrier_arrive(full);
+    constexpr int kChunks = BR * RP / 8;
+    const float* xa = p.xa_in + t.row_begin * R;
+    // Two chunks' loads in flight per thread: more made ptxas spill in the loader at r = 64.
+#pragma unroll 2
+    for (int i = 0; i < (kChunks + 127) / 128; ++i) {
+      const int c = threadIdx.x + 128 * i;
+      if (c >= kChunks) break;
+      const int row = c % BR, rank0 = c / BR * 8;
+      unsigned v[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        if (row < t.rows && rank0 + 4 * h < R) {
+          const float4 f = __ldg(reinterpret_cast<const float4*>(xa + row * R + rank0 + 4 * h));
+          v[2 * h] = pack2<Act>(p.scale * f.x, p.scale * f.y);
+          v[2 * h + 1] = pack2<Act>(p.scale * f.z, p.scale * f.w);
+        }
+      }
+      *reinterpret_cast<uint4*>(inputs + c * 16) = uint4{v[0], v[1], v[2], v[3]};
     }
+    fence_proxy_async();
+    mbarrier_arrive(full);
   }
 
   __device__ static void load(const ForwardParams& p, const ForwardTensorMaps& maps, char* smem,
@@ -543,65 +567,86 @@ struct ForwardRsKernel {
       float acc[BR / 2];
 #pragma unroll
       for (int i = 0; i < BR / 2; ++i) acc[i] = 0.f;
-      unsigned a[2][4][4];
-      int in_flight = -1;  // the stage the wgmma batch still running reads
-      mbarrier_wait(bars.full(stage.slot), stage.phase);
-      decode(smem + stage.slot * kStageBytes + kXBytes, code, feature_stat, f0, lane, a[0]);
-      // One k-block: its batch on the fragments decoded into a[kBuf]; then, once the previous
-      // batch has completed (its stage is released and its fragments a[!kBuf] are free), the
-      // next k-block's fragments while this batch runs.
-      auto step = [&](auto buffer, int kb) {
-        constexpr int kBuf = decltype(buffer)::value;
-        const char* xs = smem + stage.slot * kStageBytes;
-        wgmma_fence();
+      // A tile of at most kNarrowRows rows (often an expert's last) runs the wgmma of that width,
+      // on the first columns of acc: half the tensor time of the full width.
+      auto main_loop = [&](auto width) {
+        constexpr int W = decltype(width)::value;
+        float(&acc_w)[W / 2] = *reinterpret_cast<float(*)[W / 2]>(&acc[0]);
+        unsigned a[2][4][4];
+        int in_flight = -1;  // the stage the wgmma batch still running reads
+        mbarrier_wait(bars.full(stage.slot), stage.phase);
+        decode(smem + stage.slot * kStageBytes + kXBytes, code, feature_stat, f0, lane, a[0]);
+        // One k-block: its batch on the fragments decoded into a[kBuf]; then, once the previous
+        // batch has completed (its stage is released and its fragments a[!kBuf] are free), the
+        // next k-block's fragments while this batch runs.
+        auto step = [&](auto buffer, int kb) {
+          constexpr int kBuf = decltype(buffer)::value;
+          const char* xs = smem + stage.slot * kStageBytes;
+          wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk)
-          WgmmaRs<BR>::template mma<kBf16>(acc, a[kBuf][kk], wgmma_desc_k128(xs + kk * 32));
-        wgmma_commit();
-        wgmma_wait<1>();
-        wgmma_fence_fragments(a[kBuf ^ 1]);
-        // Every accumulating thread releases the stage after its own decode reads of it (one
-        // arrival per warp after a __syncwarp left racecheck reporting the refill as a hazard;
-        // bench/NOTES.md, v7).
-        if (in_flight >= 0) mbarrier_arrive(bars.empty(in_flight));
-        in_flight = stage.slot;
-        stage.advance();
-        if (kb + 1 < KB) {
-          mbarrier_wait(bars.full(stage.slot), stage.phase);
-          decode(smem + stage.slot * kStageBytes + kXBytes, code, feature_stat, f0, lane,
-                 a[kBuf ^ 1]);
+          for (int kk = 0; kk < BK / 16; ++kk)
+            WgmmaRs<W>::template mma<kBf16>(acc_w, a[kBuf][kk], wgmma_desc_k128(xs + kk * 32));
+          wgmma_commit();
+          wgmma_wait<1>();
+          wgmma_fence_fragments(a[kBuf ^ 1]);
+          // Every accumulating thread releases the stage after its own decode reads of it (one
+          // arrival per warp after a __syncwarp left racecheck reporting the refill as a hazard;
+          // bench/NOTES.md, v7).
+          if (in_flight >= 0) mbarrier_arrive(bars.empty(in_flight));
+          in_flight = stage.slot;
+          stage.advance();
+          if (kb + 1 < KB) {
+            mbarrier_wait(bars.full(stage.slot), stage.phase);
+            decode(smem + stage.slot * kStageBytes + kXBytes, code, feature_stat, f0, lane,
+                   a[kBuf ^ 1]);
+          }
+        };
+        for (int kb = 0; kb < KB; kb += 2) {
+          step(IntConstant<0>{}, kb);
+          if (kb + 1 < KB) step(IntConstant<1>{}, kb + 1);
         }
+        wgmma_wait<0>();
+        wgmma_fence_operands(acc_w);
+        wgmma_fence_fragments(a[0]);
+        wgmma_fence_fragments(a[1]);
+        mbarrier_arrive(bars.empty(in_flight));
       };
-      for (int kb = 0; kb < KB; kb += 2) {
-        step(IntConstant<0>{}, kb);
-        if (kb + 1 < KB) step(IntConstant<1>{}, kb + 1);
-      }
-      wgmma_wait<0>();
-      wgmma_fence_operands(acc);
-      wgmma_fence_fragments(a[0]);
-      wgmma_fence_fragments(a[1]);
-      mbarrier_arrive(bars.empty(in_flight));
+      if (kNarrowRows < BR && t.rows <= kNarrowRows)
+        main_loop(IntConstant<kNarrowWidth>{});
+      else
+        main_loop(IntConstant<BR>{});
 
       mbarrier_wait(bars.inputs_full(inputs.slot), inputs.phase);
       const char* in = smem + kInputsOffset + inputs.slot * kInputsBytes;
       const long long* dst_rows = reinterpret_cast<const long long*>(in + kXaBytes);
-      // acc (features x rows) += B_e * round(s * x * A^T)^T: the B operand of rows 8j..8j+7 holds
-      // row 8j + g's ranks 2q, 2q + 1 (and + 8), read from the fp32 tile and rounded here.
-      const float* xa = reinterpret_cast<const float*>(in);
+      // acc (features x rows) += B_e * round(s * x * A^T)^T, B_e's fragments as A and the
+      // loader's rounded rows as B: one wgmma per 16 ranks, or beyond 32 ranks (where the
+      // wgmma's operands together made ptxas spill) mma.sync per 8 rows, whose B fragment (row
+      // 8j + g, ranks 2q, 2q + 1 and + 8) is one word of each of two core matrices.
+      if constexpr (BR * RP <= 256 * 48) {
+        wgmma_fence();
 #pragma unroll
-      for (int j = 0; j < BR / 8; ++j)
+        for (int kq = 0; kq < RP / 16; ++kq)
+          WgmmaRs<BR>::template mma<kBf16>(
+              acc, b_frag[kq], wgmma_desc_interleaved(in + kq * 2 * BR * 16, BR * 16, 128));
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_operands(acc);
+      } else {
 #pragma unroll
-        for (int kq = 0; kq < RP / 16; ++kq) {
-          unsigned b[2];
+        for (int j = 0; j < BR / 8; ++j) {
+          if (8 * j >= t.rows) break;  // rows past the tile: never stored
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int rank = kq * 16 + 8 * h + 2 * q;
-            float2 v = float2{0.f, 0.f};
-            if (rank < R) v = *reinterpret_cast<const float2*>(xa + (8 * j + g) * R + rank);
-            b[h] = pack2<Act>(p.scale * v.x, p.scale * v.y);
+          for (int kq = 0; kq < RP / 16; ++kq) {
+            unsigned b[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              b[h] = *reinterpret_cast<const unsigned*>(in + ((2 * kq + h) * BR + 8 * j + g) * 16 +
+                                                        4 * q);
+            mma_16816<kBf16>(*reinterpret_cast<float(*)[4]>(&acc[j * 4]), b_frag[kq], b);
           }
-          mma_16816<kBf16>(*reinterpret_cast<float(*)[4]>(&acc[j * 4]), b_frag[kq], b);
         }
+      }
       // Bias, rounding, and 32 rows at a time through the warpgroup's 4 KB slice (32 rows x its 64
       // features, 128-byte rows whose 16-byte chunks are swizzled by the row's low three bits):
       // each warp stores its fragments transposed by stmatrix (four 8 x 8 blocks, 2 row blocks x
@@ -622,6 +667,7 @@ struct ForwardRsKernel {
       asm("" : "+r"(row_stride));
 #pragma unroll
       for (int c = 0; c < BR / 32; ++c) {
+        if (32 * c >= t.rows) break;  // the same for the whole warpgroup (its barriers below)
 #pragma unroll
         for (int pair = 0; pair < 2; ++pair) {
           unsigned r[4];  // blocks (row block 4c + 2 pair + m / 2, half m % 2)

@@ -24,6 +24,14 @@ __device__ __forceinline__ unsigned long long wgmma_desc_k128(const void* smem) 
   return wgmma_desc(smem, 16, 1024);
 }
 
+// K-major operand without swizzle: core matrices of 8 rows x 16 bytes (128 contiguous bytes);
+// `k_group_bytes` apart along k (the next 8 k values), `row_group_bytes` along the rows.
+__device__ __forceinline__ unsigned long long wgmma_desc_interleaved(const void* smem,
+                                                                     unsigned k_group_bytes,
+                                                                     unsigned row_group_bytes) {
+  return wgmma_desc(smem, k_group_bytes, row_group_bytes) & ~(3ull << 62);
+}
+
 // MN-major operand (transposed B): blocks of 64 n values, each `block_bytes` long and made of rows
 // of 128 B, one per k; 8-k-row groups 1024 B apart. Stepping k by 16 adds 2048 B.
 __device__ __forceinline__ unsigned long long wgmma_desc_mn128(const void* smem,
