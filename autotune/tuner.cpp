@@ -224,6 +224,9 @@ std::vector<TileConfig> rs_candidates(const ProjectionSpec& spec, const std::str
                        .wgmma = true,
                        .tma = true,
                        .rs = true};
+    // Beyond 48 ranks a 256-row tile's LoRA term runs on mma.sync, whose registers spill
+    // (forward_sm90_rs.cuh): a pinned config only.
+    if (bm == 256 && padded_rank(spec) > 48) continue;
     if (dynamic_smem_bytes(spec, c) <= untuned_smem_limit(arch)) out.push_back(c);
   }
   return out;

@@ -275,9 +275,8 @@ int dynamic_smem_bytes(const ProjectionSpec& spec, const TileConfig& c) {
       const int epilogue = (c.block_n + c.block_m) * padded_row_bytes(rp * 2) + c.block_m * 16 +
                            (spec.weights == WeightFormat::nf4 ? (16 + 256) * 4 : 0);
       if (c.rs) {  // stages (x tile, packed slice and scales), two buffers of the LoRA term's
-                   // operand (16-bit) and destination rows, a 4 KB slice per accumulating
-                   // warpgroup, barriers, nf4
-                   // tables, tile starts
+                   // 16-bit operand and destination rows, a 4 KB slice per accumulating
+                   // warpgroup, barriers, nf4 tables, tile starts
                    // (templates/moejit/forward_sm90_rs.cuh)
         const int weight_slice = v.in_out ? 64 * (c.block_n + 16) : c.block_n * 80;
         return 1024 + c.stages * (c.block_m * 128 + weight_slice) +

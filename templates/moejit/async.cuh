@@ -71,16 +71,6 @@ __device__ __forceinline__ void tma_load_3d(unsigned dst, const void* tensor_map
       "l"(tensor_map), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
       : "memory");
 }
-// `bytes` contiguous bytes (a multiple of 16, both addresses 16-byte aligned) into shared memory;
-// completion is counted on `bar` in bytes.
-__device__ __forceinline__ void bulk_load(unsigned dst, const void* src, unsigned bytes,
-                                          unsigned bar) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::
-          "r"(dst),
-      "l"(src), "r"(bytes), "r"(bar)
-      : "memory");
-}
 // The same tile into the shared memory of every CTA in `cta_mask` (bit i: cluster rank i), at
 // this CTA's offsets; each of them counts the bytes on its own barrier at `bar`'s offset.
 __device__ __forceinline__ void tma_load_3d_multicast(unsigned dst, const void* tensor_map,

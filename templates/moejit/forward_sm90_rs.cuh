@@ -130,12 +130,11 @@ struct ForwardRsKernel {
   static constexpr int kXBytes = BR * 128, kWBytes = kWRows * kWStride;
   static constexpr int kStageBytes = kXBytes + kWBytes;
   static_assert(kStageBytes % 1024 == 0, "stages keep the x tiles on 1024-byte boundaries");
-  // Per-tile epilogue inputs, double-buffered: x * A^T of the tile's rows (fp32, [BR][R]), then
-  // the destination rows.
-  // The LoRA term's B operand: round(s * x * A^T) of the tile's rows in the act dtype (see
-  // stage_inputs).
-  static constexpr int kXaBytes = BR * RP * 2;
-  static constexpr int kInputsBytes = kXaBytes + BR * 8;
+  // Per-tile epilogue inputs, double-buffered: the LoRA term's B operand, round(s * x * A^T) of
+  // the tile's rows in the act dtype ([RP / 8][BR][8], see stage_inputs), then the destination
+  // rows.
+  static constexpr int kLoraOperandBytes = BR * RP * 2;
+  static constexpr int kInputsBytes = kLoraOperandBytes + BR * 8;
   static constexpr int kInputsOffset = STAGES * kStageBytes;
   static constexpr int kSlicesOffset = kInputsOffset + 2 * kInputsBytes;  // 4 KB a warpgroup
   static constexpr int kBarriersOffset = kSlicesOffset + kConsumers * 4 * 1024;
@@ -317,7 +316,7 @@ struct ForwardRsKernel {
   // fenced before each loader thread's arrival on `full`.
   __device__ static void stage_inputs(const ForwardParams& p, const OutputTile& t, char* inputs,
                                       unsigned full) {
-    long long* dst_rows = reinterpret_cast<long long*>(inputs + kXaBytes);
+    long long* dst_rows = reinterpret_cast<long long*>(inputs + kLoraOperandBytes);
 #pragma unroll
     for (int i = 0; i < (BR + 127) / 128; ++i) {
       if (threadIdx.x + 128 * i >= BR) break;
@@ -326,12 +325,13 @@ struct ForwardRsKernel {
       dst_rows[threadIdx.x + 128 * i] = dst;
     }
     constexpr int kChunks = BR * RP / 8;
+    static_assert(kChunks % 128 == 0, "whole rounds of the loader's 128 threads");
     const float* xa = p.xa_in + t.row_begin * R;
-    // Two chunks' loads in flight per thread: more made ptxas spill in the loader at r = 64.
+    // Two chunks' loads in flight per thread: all of them made ptxas spill in the loader at
+    // r = 64, four at r = 16 with double quantization.
 #pragma unroll 2
-    for (int i = 0; i < (kChunks + 127) / 128; ++i) {
+    for (int i = 0; i < kChunks / 128; ++i) {
       const int c = threadIdx.x + 128 * i;
-      if (c >= kChunks) break;
       const int row = c % BR, rank0 = c / BR * 8;
       unsigned v[4] = {0u, 0u, 0u, 0u};
 #pragma unroll
@@ -568,7 +568,7 @@ struct ForwardRsKernel {
 #pragma unroll
       for (int i = 0; i < BR / 2; ++i) acc[i] = 0.f;
       // A tile of at most kNarrowRows rows (often an expert's last) runs the wgmma of that width,
-      // on the first columns of acc: half the tensor time of the full width.
+      // on the first columns of acc: half the tensor time of a 256-row tile's.
       auto main_loop = [&](auto width) {
         constexpr int W = decltype(width)::value;
         float(&acc_w)[W / 2] = *reinterpret_cast<float(*)[W / 2]>(&acc[0]);
@@ -618,20 +618,22 @@ struct ForwardRsKernel {
 
       mbarrier_wait(bars.inputs_full(inputs.slot), inputs.phase);
       const char* in = smem + kInputsOffset + inputs.slot * kInputsBytes;
-      const long long* dst_rows = reinterpret_cast<const long long*>(in + kXaBytes);
+      const long long* dst_rows = reinterpret_cast<const long long*>(in + kLoraOperandBytes);
       // acc (features x rows) += B_e * round(s * x * A^T)^T, B_e's fragments as A and the
-      // loader's rounded rows as B: one wgmma per 16 ranks, or beyond 32 ranks (where the
-      // wgmma's operands together made ptxas spill) mma.sync per 8 rows, whose B fragment (row
-      // 8j + g, ranks 2q, 2q + 1 and + 8) is one word of each of two core matrices.
+      // loader's rounded rows as B: one wgmma per 16 ranks, or on 256-row tiles beyond 48 ranks
+      // (where the wgmma's operands together made ptxas serialize it) mma.sync per 8 rows, whose
+      // B fragment (row 8j + g, ranks 2q, 2q + 1 and + 8) is one word of each of two core
+      // matrices. The tuner leaves that case to pinned configs: its registers spill.
       if constexpr (BR * RP <= 256 * 48) {
         wgmma_fence();
 #pragma unroll
         for (int kq = 0; kq < RP / 16; ++kq)
           WgmmaRs<BR>::template mma<kBf16>(
-              acc, b_frag[kq], wgmma_desc_interleaved(in + kq * 2 * BR * 16, BR * 16, 128));
+              acc, b_frag[kq], wgmma_desc_no_swizzle(in + kq * 2 * BR * 16, BR * 16, 128));
         wgmma_commit();
         wgmma_wait<0>();
         wgmma_fence_operands(acc);
+        wgmma_fence_fragments(b_frag);
       } else {
 #pragma unroll
         for (int j = 0; j < BR / 8; ++j) {

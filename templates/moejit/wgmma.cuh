@@ -1,20 +1,23 @@
 #pragma once
 // wgmma (sm_90a) wrappers: shared-memory descriptors and m64nNk16 products with fp32 accumulators,
-// D += A * B with both operands K-major in shared memory under the 128-byte swizzle.
+// D += A * B with A in shared memory or registers and B in shared memory, K-major (or MN-major
+// for a transposed B) under the 128-byte swizzle, or without swizzle.
 // Each accumulator register is one asm operand, and an asm string cannot depend on a template
 // parameter, so the m64nNk16 wrappers are macro-made: one per N, each for bf16 and f16.
 
 namespace moejit {
 
-// Shared-memory matrix descriptor with the 128-byte swizzle: 8-row atoms of 1024 B whose rows are
-// 128 B and whose 16-byte chunks are XORed with the row index; tiles start on 1024-byte boundaries.
+// Shared-memory matrix descriptor, by default with the 128-byte swizzle (layout 1): 8-row atoms of
+// 1024 B whose rows are 128 B and whose 16-byte chunks are XORed with the row index; tiles start
+// on 1024-byte boundaries. Layout 0: no swizzle.
 __device__ __forceinline__ unsigned long long wgmma_desc(const void* smem, unsigned leading_bytes,
-                                                         unsigned stride_bytes) {
+                                                         unsigned stride_bytes,
+                                                         unsigned long long layout = 1) {
   const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   unsigned long long desc = (addr & 0x3FFFFu) >> 4;
   desc |= static_cast<unsigned long long>((leading_bytes >> 4) & 0x3FFFu) << 16;
   desc |= static_cast<unsigned long long>((stride_bytes >> 4) & 0x3FFFu) << 32;
-  desc |= static_cast<unsigned long long>(1) << 62;
+  desc |= layout << 62;
   return desc;
 }
 
@@ -26,10 +29,10 @@ __device__ __forceinline__ unsigned long long wgmma_desc_k128(const void* smem) 
 
 // K-major operand without swizzle: core matrices of 8 rows x 16 bytes (128 contiguous bytes);
 // `k_group_bytes` apart along k (the next 8 k values), `row_group_bytes` along the rows.
-__device__ __forceinline__ unsigned long long wgmma_desc_interleaved(const void* smem,
-                                                                     unsigned k_group_bytes,
-                                                                     unsigned row_group_bytes) {
-  return wgmma_desc(smem, k_group_bytes, row_group_bytes) & ~(3ull << 62);
+__device__ __forceinline__ unsigned long long wgmma_desc_no_swizzle(const void* smem,
+                                                                    unsigned k_group_bytes,
+                                                                    unsigned row_group_bytes) {
+  return wgmma_desc(smem, k_group_bytes, row_group_bytes, 0);
 }
 
 // MN-major operand (transposed B): blocks of 64 n values, each `block_bytes` long and made of rows

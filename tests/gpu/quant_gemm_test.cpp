@@ -81,13 +81,15 @@ std::vector<QuantCase> tma_cases() {
 
 // The register-operand kernel (forward_sm90_rs.cuh), pinned for each of its tile heights and
 // widths (one or two accumulating warpgroups).
-TileConfig rs_config(int block_m, int block_n = 128) {
+TileConfig rs_config(int block_m, int block_n = 128, int stages = 0) {
   return TileConfig{.block_m = block_m,
                     .block_n = block_n,
                     .block_k = 64,
                     .warps_m = block_n / 16,
                     .warps_n = 1,
-                    .stages = block_m == 192 ? 5 : 4,
+                    .stages = stages > 0       ? stages
+                              : block_m == 192 ? 5
+                                               : 4,
                     .wgmma = true,
                     .tma = true,
                     .rs = true};
@@ -245,6 +247,8 @@ TEST(QuantGemmCases, RsConfigCompilesForItsCases) {
       if (block_m == 128 || c.spec.rank <= 32) {
         compiles.push_back({c.spec, rs_config(block_m), false, ""});
         compiles.push_back({c.spec, rs_config(block_m, 64), false, ""});
+      } else {  // the LoRA term's mma.sync beyond 48 ranks at 256 rows; 3 stages fit
+        compiles.push_back({c.spec, rs_config(block_m, 128, 3), false, ""});
       }
     for (const ModelPreset& preset : model_presets())
       for (const Projection proj : {Projection::gate_up, Projection::down})
@@ -578,20 +582,18 @@ TEST(QuantGemm, TmaKernelMatchesReference) {
 }
 
 // The register-operand kernel on its cases, forward and dX pinned by offline cache entries
-// (block_m 256, 192 and 128 in turn; 128 for rank 64).
+// (block_m 256, 192 and 128 in turn).
 TEST(QuantGemm, RsKernelMatchesReference) {
   MOEJIT_SKIP_WITHOUT_GPU();
   if (const std::string arch = cuda::query_device(0).arch(); arch != "sm_90a")
     GTEST_SKIP() << "the register-operand kernel needs sm_90a; this device is " << arch;
   const std::vector<QuantCase> cases = rs_cases();
-  // Rank 64's fp32 x * A^T tiles fit the shared memory only with 128-row tiles; every fourth
-  // case runs one accumulating warpgroup (64 features).
+  // Every fourth case runs one accumulating warpgroup (64 features). Above 32 ranks the 192- and
+  // 256-row tiles hold 3 stages (the 256-row tile's LoRA term runs on mma.sync beyond 48).
   auto config_of = [&](std::size_t i) {
-    return rs_config(cases[i].spec.rank > 32 ? 128
-                     : i % 3 == 0            ? 256
-                     : i % 3 == 1            ? 192
-                                             : 128,
-                     i % 4 == 3 ? 64 : 128);
+    const int block_m = i % 3 == 0 ? 256 : i % 3 == 1 ? 192 : 128;
+    return rs_config(block_m, i % 4 == 3 ? 64 : 128,
+                     cases[i].spec.rank > 32 && block_m > 128 ? 3 : 0);
   };
   run_cases(
       cases, 1,
