@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Nsight Compute profile of one projection's step, run on the GPU machine from the repository root
 # with a carried build folder (as bench/device.sh): the time of every kernel of a forward and a
-# forward+backward step (kernels.csv, summed per kernel in kernels.txt), then the full section set
+# forward+backward step (kernels.csv, averaged per kernel name in kernels.txt, then the last
+# launches one by one with their DRAM bytes), then the full section set
 # of the forward GEMM kernel (forward.txt), its stall reasons and its hottest SASS instructions
 # (stalls.txt). Finds what limits a kernel before it is changed.
 #
@@ -36,20 +37,31 @@ bench=("$BUILD/bench/moejit_bench" --presets "$PRESET" --proj "$PROJ" --weights 
   --tune-weights "$other" --no-first-launch --warmup 1 --reps 1
   ${GEMM_CONFIG:+--gemm-config "$GEMM_CONFIG"} ${TOKENS:+--tokens "$TOKENS"})
 
-ncu ${CLOCKS:+--clock-control "$CLOCKS"} --metrics gpu__time_duration.sum --print-units base --csv --log-file "$WORK/kernels.csv" "${bench[@]}" \
-  >"$WORK/bench.jsonl" 2>"$WORK/ncu.log"
+ncu ${CLOCKS:+--clock-control "$CLOCKS"} --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+  --print-units base --csv --log-file "$WORK/kernels.csv" "${bench[@]}" >"$WORK/bench.jsonl" 2>"$WORK/ncu.log"
+# Per kernel name, the mean time of its launches; then the last step's launches one by one, with
+# their DRAM bytes (a kernel that serves the forward and dX, such as the rs GEMM, differs there).
 python3 - "$WORK/kernels.csv" >"$NAME-kernels.txt" <<'PY'
 import collections, csv, re, sys
 rows = [r for r in csv.reader(open(sys.argv[1])) if r and not r[0].startswith("==")]
 head = rows[0]
-name, value = head.index("Kernel Name"), head.index("Metric Value")
-total = collections.defaultdict(lambda: [0, 0.0])
+launch, name = head.index("ID"), head.index("Kernel Name")
+metric, value = head.index("Metric Name"), head.index("Metric Value")
+launches = collections.OrderedDict()
 for r in rows[1:]:
-    kernel = re.sub(r"<.*", "", r[name])
-    total[kernel][0] += 1
-    total[kernel][1] += float(r[value].replace(",", "")) / 1e3  # ns (--print-units base)
+    entry = launches.setdefault(r[launch], {"kernel": re.sub(r"<.*", "", r[name])})
+    entry[r[metric]] = float(r[value].replace(",", ""))  # ns and bytes (--print-units base)
+total = collections.defaultdict(lambda: [0, 0.0])
+for entry in launches.values():
+    total[entry["kernel"]][0] += 1
+    total[entry["kernel"]][1] += entry["gpu__time_duration.sum"] / 1e3
 for kernel, (n, us) in sorted(total.items(), key=lambda kv: -kv[1][1]):
     print(f"{us / n:10.1f} us  x{n:<3} {kernel}")
+# The last 12 launches: the last step or two (a step of the rs kernel is six launches).
+print("\nlast launches: us, DRAM MB read / written, kernel")
+for entry in list(launches.values())[-12:]:
+    print(f"{entry['gpu__time_duration.sum'] / 1e3:10.1f}  {entry['dram__bytes_read.sum'] / 1e6:7.0f} / "
+          f"{entry['dram__bytes_write.sum'] / 1e6:5.0f}  {entry['kernel']}")
 PY
 cat "$NAME-kernels.txt"
 if [[ ${KERNELS_ONLY:-0} == 1 ]]; then rm -rf "$WORK"; exit 0; fi
