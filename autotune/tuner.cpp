@@ -16,6 +16,7 @@
 #include "compiler/error.hpp"
 #include "compiler/kernel_view.hpp"
 #include "compiler/source.hpp"
+#include "templates/moejit/params.h"
 
 namespace moejit {
 namespace {
@@ -224,9 +225,9 @@ std::vector<TileConfig> rs_candidates(const ProjectionSpec& spec, const std::str
                        .wgmma = true,
                        .tma = true,
                        .rs = true};
-    // Beyond 48 ranks a 256-row tile's LoRA term runs on mma.sync, whose registers spill
-    // (forward_sm90_rs.cuh): a pinned config only.
-    if (bm == 256 && padded_rank(spec) > 48) continue;
+    // Beyond kRsLoraWgmmaMaxCells the LoRA term runs on mma.sync, whose registers spill: a
+    // pinned config only.
+    if (bm * padded_rank(spec) > kRsLoraWgmmaMaxCells) continue;
     if (dynamic_smem_bytes(spec, c) <= untuned_smem_limit(arch)) out.push_back(c);
   }
   return out;

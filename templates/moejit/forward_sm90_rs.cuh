@@ -624,7 +624,7 @@ struct ForwardRsKernel {
       // (where the wgmma's operands together made ptxas serialize it) mma.sync per 8 rows, whose
       // B fragment (row 8j + g, ranks 2q, 2q + 1 and + 8) is one word of each of two core
       // matrices. The tuner leaves that case to pinned configs: its registers spill.
-      if constexpr (BR * RP <= 256 * 48) {
+      if constexpr (BR * RP <= kRsLoraWgmmaMaxCells) {
         wgmma_fence();
 #pragma unroll
         for (int kq = 0; kq < RP / 16; ++kq)

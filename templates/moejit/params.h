@@ -4,6 +4,11 @@
 
 namespace moejit {
 
+// The register-operand kernel runs its LoRA term as wgmma while block_m * (r rounded up to 16) is
+// at most this; beyond it (256 rows above 48 ranks) on mma.sync, whose registers spill, so the
+// tuner offers no such tile.
+constexpr int kRsLoraWgmmaMaxCells = 256 * 48;
+
 struct ForwardParams {
   // [T, K] (or [T*k, K] when grouped_in; always for the register-operand kernel), act dtype
   const void* x;
