@@ -139,13 +139,13 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   if (c.rs) {  // the prologue kernel, by a name that needs no lowering
     const RsPrologue prologue = rs_prologue(spec);
     out.source += gemm_stub(prologue.spec, prologue.config, "XaConfig");
-    // A register budget of six resident CTAs (80 registers; the shared memory holds at most five:
-    // 40 KB at r = 16): without it ptxas spilled 8 bytes of the x * A^T fragments at some ranks
-    // (r = 20-32 with the 128-row tile it had, 52-60 with this one); with it, none at r = 4-64
-    // (bench/NOTES.md, v11c).
+    // A register budget of five resident CTAs (as many as the shared memory holds: 40 KB at
+    // r = 16): without such a hint ptxas spilled a few bytes of the x * A^T fragments at some ranks
+    // (bench/NOTES.md, v11c); with six, at r = 56-64 once the stages grew to 128 k (v20); with
+    // five, none at r = 4-64.
     out.source += fmt::format(
         "extern \"C\" __global__ void __launch_bounds__("
-        "moejit::ForwardKernel<moejit_cfg::XaConfig>::kThreads, 6)\n{}(const "
+        "moejit::ForwardKernel<moejit_cfg::XaConfig>::kThreads, 5)\n{}(const "
         "moejit::ForwardParams params) {{\n  "
         "moejit::ForwardKernel<moejit_cfg::XaConfig>::run(params);\n}}\n",
         kRsPrologueName);
@@ -248,11 +248,12 @@ bool reads_grouped_x(const ProjectionSpec& spec, const TileConfig& c) {
 }
 
 RsPrologue rs_prologue(const ProjectionSpec& spec) {
-  // 64 rows by 16 features (4 warps of 16 rows), 64-k stages, 3 of them. Its math is a few mma
-  // per row; the bytes in flight and the grid's waves are what count: against the 128-row tile
-  // in 4 stages it had (v9; 87 KB, two CTAs an SM), nf4 f+b steps are up to 2.6% faster
-  // (bench/NOTES.md, v11c).
-  RsPrologue out{spec, TileConfig{64, 16, 64, 4, 1, 3}};
+  // 64 rows by 16 features (4 warps of 16 rows), 128-k stages, 2 of them. Its math is a few mma
+  // per row; the bytes in flight, the grid's waves and the length of each row's piece are what
+  // count: against the 128-row tile in 4 stages it had (v9; 87 KB, two CTAs an SM), nf4 f+b steps
+  // were up to 2.6% faster with 3 stages of 64 k (v11c), and 256-byte pieces of the gathered rows
+  // instead of 128 gain another 0.5-2% (v20; bench/NOTES.md).
+  RsPrologue out{spec, TileConfig{64, 16, 128, 4, 1, 2}};
   // It never reads the base weights: the 16-bit format keeps its stub free of the quantized path.
   out.spec.weights = spec.act == DType::fp16 ? WeightFormat::fp16 : WeightFormat::bf16;
   out.spec.quant_blocksize = 0;

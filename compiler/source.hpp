@@ -10,7 +10,7 @@
 namespace moejit {
 
 // Bump when the stub or the meaning of a config field changes; part of every cache key.
-inline constexpr int kGeneratorVersion = 12;
+inline constexpr int kGeneratorVersion = 13;
 
 struct KernelSource {
   std::string source;

@@ -131,7 +131,8 @@ struct ForwardKernel {
   static_assert(sizeof(Act) == 2, "activations are 16-bit");
   static_assert(K % 8 == 0 && N % 8 == 0, "K and N must be multiples of 8 (16-byte rows)");
   static_assert(R >= 1 && R <= 256, "rank must be in [1, 256]");
-  static_assert(BK == 32 || BK == 64, "block_k must be 32 or 64");
+  static_assert(BK == 32 || BK == 64 || BK == 128,
+                "block_k must be 32 or 64 (128: the register-operand kernel's prologue)");
   static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tile must be a multiple of 16x16");
   static_assert(16 % sizeof(Lora) == 0, "lora dtype must divide a 16-byte chunk");
 

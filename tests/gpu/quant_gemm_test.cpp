@@ -163,6 +163,14 @@ std::vector<QuantCase> rs_cases() {
       // k-blocks than stages.
       {nf4, 64, false, out_in, bf16, 4, 2, 544, 1056, 16, 3000, RoutingKind::skewed, true, true,
        false},
+      // Grouped inputs above 16 ranks (128 rows by 32 ranks, 256 by 64 with the LoRA term on
+      // mma.sync, 192 by 32).
+      {nf4, 128, false, in_out, fp16, 6, 2, 352, 224, 32, 800, RoutingKind::uniform, true, true,
+       false},
+      {nf4, 64, true, out_in, bf16, 5, 2, 288, 352, 56, 700, RoutingKind::skewed, true, false,
+       false},
+      {int8, 0, false, in_out, bf16, 4, 2, 336, 272, 20, 600, RoutingKind::sparse, true, false,
+       true},
   };
   std::vector<QuantCase> out;
   std::uint64_t seed = 0x55AA10;
