@@ -139,10 +139,10 @@ KernelSource render_gemm(const ProjectionSpec& spec, const TileConfig& c) {
   if (c.rs) {  // the prologue kernel, by a name that needs no lowering
     const RsPrologue prologue = rs_prologue(spec);
     out.source += gemm_stub(prologue.spec, prologue.config, "XaConfig");
-    // A register budget of five resident CTAs (as many as the shared memory holds: 40 KB at
-    // r = 16): without such a hint ptxas spilled a few bytes of the x * A^T fragments at some ranks
-    // (bench/NOTES.md, v11c); with six, at r = 56-64 once the stages grew to 128 k (v20); with
-    // five, none at r = 4-64.
+    // A register budget of five resident CTAs (102 registers; the shared memory holds four: 52 KB
+    // at r = 16): without such a hint ptxas spilled a few bytes of the x * A^T fragments at some
+    // ranks (bench/NOTES.md, v11c); with six, at r = 56-64 once the stages grew to 128 k (v20);
+    // with five, none at r = 4-64.
     out.source += fmt::format(
         "extern \"C\" __global__ void __launch_bounds__("
         "moejit::ForwardKernel<moejit_cfg::XaConfig>::kThreads, 5)\n{}(const "
