@@ -252,7 +252,7 @@ RsPrologue rs_prologue(const ProjectionSpec& spec) {
   // per row; the bytes in flight, the grid's waves and the length of each row's piece are what
   // count: against the 128-row tile in 4 stages it had (v9; 87 KB, two CTAs an SM), nf4 f+b steps
   // were up to 2.6% faster with 3 stages of 64 k (v11c), and 256-byte pieces of the gathered rows
-  // instead of 128 gain another 0.5-2% (v20; bench/NOTES.md).
+  // instead of 128 moved them by -2.1% to +0.7% (v20; bench/NOTES.md).
   RsPrologue out{spec, TileConfig{64, 16, 128, 4, 1, 2}};
   // It never reads the base weights: the 16-bit format keeps its stub free of the quantized path.
   out.spec.weights = spec.act == DType::fp16 ? WeightFormat::fp16 : WeightFormat::bf16;
