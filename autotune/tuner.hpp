@@ -71,7 +71,8 @@ struct TuneResult {
 // the fastest others not pruned whose time is within kPlayoffMargin of its, at most
 // kPlayoffFinalists in all, fastest first. One by one, the first configs timed after the compiles
 // run on a GPU still clocking up (measured on an H100: up to 9% slower than the same config a
-// moment later), so close candidates are timed again in interleaved rounds.
+// moment later), so close candidates of the GEMM ops (forward, dX) are timed again in interleaved
+// rounds.
 inline constexpr double kPlayoffMargin = 1.10;
 inline constexpr std::size_t kPlayoffFinalists = 4;
 std::vector<CompiledCandidate*> playoff_finalists(std::vector<CompiledCandidate>& candidates,
