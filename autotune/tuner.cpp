@@ -73,6 +73,7 @@ CompiledCandidate* playoff(CompiledCandidate& winner, std::vector<CompiledCandid
   std::vector<CompiledCandidate*> finalists = playoff_finalists(candidates, winner);
   if (finalists.size() < 2) return &winner;
   std::vector<LoadedCandidate> loaded;
+  loaded.reserve(finalists.size());
   for (const CompiledCandidate* c : finalists) {
     loaded.push_back(load(*c));
     problem.launch(loaded.back().handle, stream);

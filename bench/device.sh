@@ -24,10 +24,10 @@ BUILD=${1:-build}
 OUT=${OUT:-$BUILD/device-out}
 STAGES=${STAGES:-sass,tests,sanitizer,bench}
 SASS_TIMEOUT=${SASS_TIMEOUT:-120}
-# The GPU tests took about 4 minutes on the H100 (2026-11-23), about 7 on a fresh machine on
-# 2026-11-25 (gpu_quant_gemm_test alone 3.6 minutes), and the sanitizer stage runs them all
-# again under memcheck (plus one racecheck), several times slower: with the device machine's
-# 10-minute calls the stages go in separate calls (STAGES=sass,tests;
+# The GPU tests took about 4 minutes on the H100 (2026-11-23), 7-7.3 on a fresh machine on
+# 2026-11-25 (gpu_quant_gemm_test alone 3.6-4.4 minutes), and the sanitizer stage, which runs them
+# all again in their quick mode under memcheck (plus one racecheck), 5 minutes: with the device
+# machine's 10-minute calls the stages go in separate calls (STAGES=sass,tests;
 # STAGES=sanitizer; STAGES=bench).
 TESTS_TIMEOUT=${TESTS_TIMEOUT:-540}
 SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-540}
