@@ -61,11 +61,10 @@ struct Reference {
 
 constexpr int kPlayoffRounds = 7;
 
-using FloorOrder = std::vector<std::pair<double, CompiledCandidate*>>;
-
 // Times playoff_finalists in kPlayoffRounds interleaved rounds, so a clock change during the
 // playoff touches them all alike. Returns the finalist with the lowest median that also passes
-// `passes_check` (the winner already has); sets each finalist's time_ms to that median.
+// `passes_check` (the winner already has; one that fails it is marked pruned and counted in
+// result.mismatched); sets each finalist's time_ms to that median.
 template <class Load, class Check>
 CompiledCandidate* playoff(CompiledCandidate& winner, std::vector<CompiledCandidate>& candidates,
                            const TuningProblem& problem, CUstream stream, const Load& load,
@@ -79,13 +78,13 @@ CompiledCandidate* playoff(CompiledCandidate& winner, std::vector<CompiledCandid
     problem.launch(loaded.back().handle, stream);
   }
   std::vector<std::vector<float>> times(finalists.size());
-  cuda::Event before, after;
+  cuda::Event round_before, round_after;
   for (int round = 0; round < kPlayoffRounds; ++round) {
     for (std::size_t i = 0; i < finalists.size(); ++i) {
-      before.record(stream);
+      round_before.record(stream);
       problem.launch(loaded[i].handle, stream);
-      after.record(stream);
-      times[i].push_back(after.elapsed_since(before));
+      round_after.record(stream);
+      times[i].push_back(round_after.elapsed_since(round_before));
     }
   }
   std::vector<std::size_t> ranking(finalists.size());
@@ -372,13 +371,20 @@ std::vector<CompiledCandidate> compile_candidates(const ProjectionSpec& spec,
 
 std::vector<CompiledCandidate*> playoff_finalists(std::vector<CompiledCandidate>& candidates,
                                                   const CompiledCandidate& winner) {
+  CompiledCandidate* first = nullptr;
+  std::vector<CompiledCandidate*> others;
+  for (CompiledCandidate& c : candidates) {
+    if (&c == &winner)
+      first = &c;
+    else if (c.pruned.empty() && c.time_ms > 0 && c.time_ms <= winner.time_ms * kPlayoffMargin)
+      others.push_back(&c);
+  }
+  std::ranges::stable_sort(others, {}, &CompiledCandidate::time_ms);
+  // The winner first, even where another's time ties with its.
   std::vector<CompiledCandidate*> finalists;
-  for (CompiledCandidate& c : candidates)
-    if (&c == &winner ||
-        (c.pruned.empty() && c.time_ms > 0 && c.time_ms <= winner.time_ms * kPlayoffMargin))
-      finalists.push_back(&c);
-  std::ranges::stable_sort(finalists, {}, &CompiledCandidate::time_ms);
-  finalists.resize(std::min(finalists.size(), kPlayoffFinalists));
+  if (first) finalists.push_back(first);
+  for (CompiledCandidate* c : others)
+    if (finalists.size() < kPlayoffFinalists) finalists.push_back(c);
   return finalists;
 }
 
@@ -410,7 +416,7 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
   // candidate left can win.
   const TensorPeak peak =
       tensor_peak(device.cc_major, device.cc_minor, device.sm_count, device.clock_khz);
-  FloorOrder order;
+  std::vector<std::pair<double, CompiledCandidate*>> order;
   for (CompiledCandidate& c : result.candidates) {
     if (!c.pruned.empty()) {
       ++result.pruned;

@@ -44,8 +44,10 @@ struct CompiledCandidate {
   TileConfig config;
   CompiledKernel kernel;
   int dynamic_smem = 0;
-  std::string pruned;   // empty when kept; otherwise why it was dropped before timing
-  double time_ms = -1;  // filled in by tune()
+  std::string pruned;  // empty when kept; otherwise why it was dropped before timing
+  // Filled in by tune(): the median of its one-by-one launches, or for a playoff finalist of
+  // its interleaved rounds.
+  double time_ms = -1;
 };
 
 // Compiles `configs` for `arch` on up to `threads` threads (0: all cores) and marks the pruned
@@ -67,12 +69,12 @@ struct TuneResult {
   double compile_seconds = 0, timing_seconds = 0;
 };
 
-// The candidates timed again before the tuner picks one: the winner of the one-by-one timing and
-// the fastest others not pruned whose time is within kPlayoffMargin of its, at most
-// kPlayoffFinalists in all, fastest first. One by one, the first configs timed after the compiles
-// run on a GPU still clocking up (measured on an H100: up to 9% slower than the same config a
-// moment later), so close candidates of the GEMM ops (forward, dX) are timed again in interleaved
-// rounds.
+// The candidates timed again before the tuner picks one: the winner of the one-by-one timing
+// first, then the fastest others not pruned whose time is within kPlayoffMargin of its, at most
+// kPlayoffFinalists in all. The configs timed first, right after the compiles, run on a GPU still
+// clocking up (measured on an H100: up to 9% slower than the same config a moment later), so
+// close candidates of the GEMM ops (forward, dX) are timed again in interleaved rounds. `winner` is
+// one of `candidates`.
 inline constexpr double kPlayoffMargin = 1.10;
 inline constexpr std::size_t kPlayoffFinalists = 4;
 std::vector<CompiledCandidate*> playoff_finalists(std::vector<CompiledCandidate>& candidates,

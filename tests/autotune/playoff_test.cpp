@@ -1,6 +1,8 @@
 // Which candidates the tuner times again before it picks one (autotune/tuner.hpp).
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "autotune/tuner.hpp"
@@ -42,6 +44,14 @@ TEST(PlayoffFinalists, KeepsAtMostTheCapFastestFirst) {
   const auto finalists = playoff_finalists(candidates, candidates[7]);
   ASSERT_EQ(finalists.size(), kPlayoffFinalists);
   EXPECT_EQ(times_of(finalists), (std::vector<double>{1.0, 1.01, 1.02, 1.03}));
+}
+
+TEST(PlayoffFinalists, KeepsTheWinnerWhenOthersTieWithIt) {
+  std::vector<CompiledCandidate> candidates;
+  for (int i = 0; i < 6; ++i) candidates.push_back(timed(128, 2 + i % 5, 1.0));
+  const auto finalists = playoff_finalists(candidates, candidates[5]);
+  ASSERT_EQ(finalists.size(), kPlayoffFinalists);
+  EXPECT_EQ(finalists.front(), &candidates[5]);
 }
 
 TEST(PlayoffFinalists, AloneWhenNoneIsClose) {
