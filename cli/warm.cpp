@@ -12,18 +12,39 @@
 #include "cli/progress.hpp"
 #include "cli/warm_request.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/warm.hpp"
 
 namespace moejit::cli {
 namespace {
 
 std::string shape_of(const WarmTarget& t) {
   const ProjectionSpec& s = t.spec;
-  return fmt::format("{:<7} E={} k={} K={} N={} r={} T<={}", to_string(t.projection), s.experts,
-                     s.top_k, s.in_features, s.out_features, s.rank, token_bucket(t.tokens));
+  std::string text =
+      fmt::format("{:<7} E={} k={} K={} N={} r={} T<={}", to_string(t.projection), s.experts,
+                  s.top_k, s.in_features, s.out_features, s.rank, token_bucket(t.tokens));
+  // The LoRA-gradient and helper kernels do not read the base weights.
+  if (s.op == OpKind::forward || s.op == OpKind::backward_dx)
+    text += fmt::format(" {}", to_string(s.weights));
+  if (s.op != OpKind::forward) text += fmt::format(" {}", to_string(s.op));
+  return text;
 }
 
-void warm_without_gpu(const std::vector<WarmTarget>& targets, const WarmFlags& flags,
+// Offline, each kernel is its own target: the forward's, then (unless --forward-only) those its
+// backward runs.
+std::vector<WarmTarget> with_backward_kernels(const std::vector<WarmTarget>& targets) {
+  std::vector<WarmTarget> out;
+  for (const WarmTarget& target : targets) {
+    out.push_back(target);
+    for (const ProjectionSpec& op : backward_ops(target.spec))
+      out.push_back({target.projection, op, target.tokens});
+  }
+  return out;
+}
+
+void warm_without_gpu(const std::vector<WarmTarget>& projections, const WarmFlags& flags,
                       const std::string& why_not) {
+  const std::vector<WarmTarget> targets =
+      flags.forward_only ? projections : with_backward_kernels(projections);
   const std::string arch = flags.arch.empty() ? kDefaultOfflineArch : flags.arch;
   fmt::print("no GPU: compiling default configs for {}, stored untuned\n  ({})\n", arch, why_not);
   CacheStore store(resolve_cache_path(flags.cache));
@@ -37,7 +58,7 @@ void warm_without_gpu(const std::vector<WarmTarget>& targets, const WarmFlags& f
     progress.finish(fmt::format("{} {}, id {}", result.entry.config.name(), describe(result),
                                 result.entry.key.id().substr(0, 12)));
   }
-  fmt::print("warm: {} shapes: {} compiled, {} waited for another process, {} already cached\n",
+  fmt::print("warm: {} kernels: {} compiled, {} waited for another process, {} already cached\n",
              targets.size(), counts[BuildSource::built] + counts[BuildSource::built_after_timeout],
              counts[BuildSource::waited], counts[BuildSource::cached]);
   fmt::print("cache: {}\n", store.path().string());
@@ -55,7 +76,9 @@ void warm_on_gpu(const std::vector<WarmTarget>& targets, const WarmFlags& flags)
   for (const WarmTarget& target : targets) {
     progress.start(shape_of(target));
     const RuntimeStats before = runtime.stats();
-    const TileConfig config = runtime.prepare(target.spec, target.tokens);
+    // --from-cache tunes the builds it found, each op its own target.
+    const TileConfig config =
+        runtime.prepare(target.spec, target.tokens, !flags.forward_only && !flags.from_cache);
     progress.finish(config.name() + " " + prepare_outcome(before, runtime.stats()));
   }
   fmt::print("cache: {}\n", runtime.cache_path().string());

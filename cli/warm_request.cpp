@@ -74,9 +74,22 @@ void add_warm_flags(CLI::App& command, WarmFlags& f) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   command.add_option("--rank", f.rank, "LoRA rank r (1 to 256)")->capture_default_str();
-  command.add_option("--weights", f.weights, "base weight format: bf16|fp16 (sets the act dtype)")
+  command
+      .add_option("--weights", f.weights,
+                  "base weight format: bf16|fp16 (also the activations' dtype)|nf4|nf4-dq "
+                  "(double quantization)|int8")
       ->capture_default_str()
-      ->check(accepted_by([](const std::string& v) { parse_weight_format(v, "--weights"); }));
+      ->check(accepted_by([](const std::string& v) { parse_warm_weights(v, "--weights"); }));
+  command
+      .add_option("--act", f.act,
+                  "activation dtype with nf4 or int8 weights: bf16|fp16 (default bf16)")
+      ->check(accepted_by([](const std::string& v) { parse_dtype(v, "--act"); }));
+  command
+      .add_option("--blocksize", f.blocksize,
+                  "nf4 quantization blocksize: 32|64|128|256 (default 64)")
+      ->check(CLI::IsMember({32, 64, 128, 256}));
+  command.add_flag("--forward-only", f.forward_only,
+                   "only the forward's kernels (default: the backward's too, as training runs)");
   command.add_option("--lora-dtype", f.lora, "LoRA factor dtype: bf16|fp16|fp32")
       ->capture_default_str()
       ->check(accepted_by([](const std::string& v) { parse_dtype(v, "--lora-dtype"); }));
@@ -94,6 +107,17 @@ void add_warm_flags(CLI::App& command, WarmFlags& f) {
       ->check(CLI::NonNegativeNumber);
 }
 
+WarmWeights parse_warm_weights(const std::string& text, std::string_view argument) {
+  if (text == "nf4-dq") return {WeightFormat::nf4, true};
+  if (text == "int8") return {WeightFormat::int8_rowwise, false};
+  try {
+    return {parse_weight_format(text, argument), false};
+  } catch (const InvalidArgument&) {
+    throw InvalidArgument(std::string(argument), "'" + text + "'",
+                          "bf16, fp16, nf4, nf4-dq, int8 or int8_rowwise");
+  }
+}
+
 std::vector<WarmTarget> warm_targets(const WarmFlags& f) {
   ModelPreset layer{"custom", f.experts,      f.top_k,
                     f.hidden, f.intermediate, parse_weight_layout(f.layout, "--layout"),
@@ -106,18 +130,33 @@ std::vector<WarmTarget> warm_targets(const WarmFlags& f) {
     throw CLI::RequiredError(
         "--model, --hf-config, --from-cache or --experts, --top-k, --hidden and --intermediate");
 
-  const WeightFormat weights = parse_weight_format(f.weights, "--weights");
-  if (weights != WeightFormat::bf16 && weights != WeightFormat::fp16)
-    throw InvalidArgument("--weights", "'" + f.weights + "'",
-                          "bf16 or fp16 (nf4 and int8_rowwise kernels are not generated yet)");
-  const DType act = weights == WeightFormat::fp16 ? DType::fp16 : DType::bf16;
+  const WarmWeights weights = parse_warm_weights(f.weights, "--weights");
+  const bool quantized = is_quantized(weights.format);
+  DType act = weights.format == WeightFormat::fp16 ? DType::fp16 : DType::bf16;
+  if (!f.act.empty()) {
+    if (!quantized && parse_dtype(f.act, "--act") != act)
+      throw InvalidArgument("--act", "'" + f.act + "'",
+                            "the weights' own dtype (" + f.weights +
+                                "), or no --act: 16-bit weights set the activations' dtype");
+    act = parse_dtype(f.act, "--act");
+    if (act != DType::bf16 && act != DType::fp16)
+      throw InvalidArgument("--act", "'" + f.act + "'", "bf16 or fp16");
+  }
+  if (f.blocksize != 0 && weights.format != WeightFormat::nf4)
+    throw InvalidArgument("--blocksize", std::to_string(f.blocksize),
+                          "no --blocksize but with --weights nf4 or nf4-dq");
   const DType lora = parse_dtype(f.lora, "--lora-dtype");
 
   std::vector<WarmTarget> targets;
   for (Projection projection : {Projection::gate_up, Projection::down}) {
-    targets.push_back(
-        {projection, projection_spec(layer, projection, f.rank, act, lora), f.tokens});
-    targets.back().spec.validate();
+    ProjectionSpec spec = projection_spec(layer, projection, f.rank, act, lora);
+    spec.weights = weights.format;
+    if (weights.format == WeightFormat::nf4) {
+      spec.quant_blocksize = f.blocksize != 0 ? f.blocksize : 64;
+      spec.double_quant = weights.double_quant;
+    }
+    spec.validate();
+    targets.push_back({projection, spec, f.tokens});
   }
   return targets;
 }

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cache/store.hpp"
@@ -22,8 +23,11 @@ struct WarmFlags {
   bool bias = false;
   std::int64_t tokens = 8192;
   int rank = 16;
-  std::string weights = "bf16";
+  std::string weights = "bf16";  // bf16|fp16|nf4|nf4-dq|int8 (int8_rowwise)
+  std::string act;               // activations; empty: the weights' dtype, bf16 for quantized ones
+  int blocksize = 0;             // nf4's quantization block; 0: 64
   std::string lora = "bf16";
+  bool forward_only = false;  // without the backward's kernels
   std::string arch;  // empty: kDefaultOfflineArch without a GPU, the GPU's own target with one
   std::string cache;
   bool no_tune = false;
@@ -37,6 +41,15 @@ struct WarmTarget {
   ProjectionSpec spec;
   std::int64_t tokens = 0;
 };
+
+// The base-weight fields of a ProjectionSpec that --weights names.
+struct WarmWeights {
+  WeightFormat format = WeightFormat::bf16;
+  bool double_quant = false;
+};
+// bf16, fp16, nf4, nf4-dq (nf4 with double quantization), int8 or int8_rowwise; otherwise
+// InvalidArgument naming `argument`.
+WarmWeights parse_warm_weights(const std::string& text, std::string_view argument);
 
 // The gate_up and down projections the flags describe, validated. Throws CLI::RequiredError when
 // neither --model, --hf-config nor the explicit shape is given, InvalidArgument for values

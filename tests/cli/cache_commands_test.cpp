@@ -29,7 +29,7 @@ class CacheCommands : public ::testing::Test {
   }
   // Warms the small shape at `tokens` into `cache` (two entries per token bucket).
   void warm(const std::filesystem::path& cache, int tokens) {
-    const auto result = run_moejit(std::string("warm ") + kShape + " --tokens " +
+    const auto result = run_moejit(std::string("warm --forward-only ") + kShape + " --tokens " +
                                    std::to_string(tokens) + " --cache " + quoted(cache));
     ASSERT_EQ(result.exit_code, 0) << result.output;
   }
@@ -149,8 +149,8 @@ TEST_F(CacheCommands, PruneByDeviceArchAndStaleness) {
 TEST_F(CacheCommands, UnwritableCacheLocationWarnsAndStillWarms) {
   std::ofstream(dir_.path() / "file") << "a file where a directory should be";
   const auto cache = dir_.path() / "file" / "cache.sqlite";
-  const auto result =
-      run_moejit(std::string("warm ") + kShape + " --tokens 64 --cache " + quoted(cache));
+  const auto result = run_moejit(std::string("warm --forward-only ") + kShape +
+                                 " --tokens 64 --cache " + quoted(cache));
   EXPECT_EQ(result.exit_code, 0) << result.output;
   EXPECT_TRUE(contains(result.output, "moejit: warning: cache '" + cache.string()))
       << result.output;

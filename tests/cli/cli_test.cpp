@@ -1,7 +1,9 @@
 // `moejit doctor`, `list`, `show` and the error paths, run as a user runs them.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include "autotune/cuda_driver.hpp"
 #include "compiler/nvrtc_compiler.hpp"
@@ -89,12 +91,27 @@ std::string temp_cache_flag(const TempDir& dir) {
   return " --cache '" + (dir.path() / "c.sqlite").string() + "'";
 }
 
-TEST(Warm, QuantizedWeightsAreRejectedForNow) {
-  TempDir dir;
-  const auto result = run_moejit("warm --model olmoe-1b-7b --weights nf4" + temp_cache_flag(dir));
-  EXPECT_EQ(result.exit_code, 1) << result.output;
-  EXPECT_TRUE(contains(result.output, "--weights")) << result.output;
-  EXPECT_TRUE(contains(result.output, "nf4")) << result.output;
+// Each bad weight flag is an error naming the flag and its value; nothing is written.
+TEST(Warm, BadWeightFlagsAreErrorsNamingThem) {
+  struct Case {
+    std::string flags;
+    int exit_code;  // 2: rejected by the flag's own check, 1: by the request as a whole
+    std::string named;
+  };
+  const std::vector<Case> cases{
+      {"--weights fp8", 2, "'--weights' = 'fp8'"},
+      {"--weights nf4 --blocksize 48", 2, "--blocksize"},
+      {"--weights int8 --blocksize 64", 1, "'--blocksize' = 64"},
+      {"--weights bf16 --act fp16", 1, "'--act' = 'fp16'"},
+      {"--weights nf4 --act fp32", 1, "'--act' = 'fp32'"},
+  };
+  for (const Case& c : cases) {
+    TempDir dir;
+    const auto result = run_moejit("warm --model olmoe-1b-7b " + c.flags + temp_cache_flag(dir));
+    EXPECT_EQ(result.exit_code, c.exit_code) << c.flags << ": " << result.output;
+    EXPECT_TRUE(contains(result.output, c.named)) << c.flags << ": " << result.output;
+    EXPECT_FALSE(std::filesystem::exists(dir.path() / "c.sqlite")) << c.flags;
+  }
 }
 
 TEST(Warm, ModelAndExplicitShapeAreExclusive) {

@@ -25,13 +25,13 @@ std::string read_text(const std::filesystem::path& path) {
 }
 
 struct WarmSummary {
-  int shapes = 0, compiled = 0, waited = 0, cached = 0;
+  int kernels = 0, compiled = 0, waited = 0, cached = 0;
 };
 
-// The summary line: "warm: 2 shapes: 1 compiled, 1 waited for another process, 0 already cached".
+// The summary line: "warm: 2 kernels: 1 compiled, 1 waited for another process, 0 already cached".
 std::optional<WarmSummary> summary_of(const std::string& output) {
   static const std::regex kLine(
-      R"(warm: (\d+) shapes: (\d+) compiled, (\d+) waited for another process, (\d+) already cached)");
+      R"(warm: (\d+) kernels: (\d+) compiled, (\d+) waited for another process, (\d+) already cached)");
   std::smatch m;
   if (!std::regex_search(output, m, kLine)) return std::nullopt;
   return WarmSummary{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), std::stoi(m[4])};
@@ -50,9 +50,9 @@ TEST_F(WarmProcesses, EightAtOnceCompileEachShapeOnce) {
   constexpr int kProcesses = 8;
   std::vector<int> pids;
   for (int i = 0; i < kProcesses; ++i)
-    pids.push_back(
-        testing::spawn_moejit("warm --model olmoe-1b-7b --tokens 2048 --cache " + quoted(cache_),
-                              dir_.path() / ("out" + std::to_string(i))));
+    pids.push_back(testing::spawn_moejit(
+        "warm --forward-only --model olmoe-1b-7b --tokens 2048 --cache " + quoted(cache_),
+        dir_.path() / ("out" + std::to_string(i))));
   WarmSummary total;
   for (int i = 0; i < kProcesses; ++i) {
     const int exit_code = testing::wait_for(pids[i]);
@@ -62,7 +62,7 @@ TEST_F(WarmProcesses, EightAtOnceCompileEachShapeOnce) {
     EXPECT_EQ(output.find("warning"), std::string::npos) << output;
     const auto summary = summary_of(output);
     ASSERT_TRUE(summary.has_value()) << output;
-    EXPECT_EQ(summary->shapes, 2) << output;
+    EXPECT_EQ(summary->kernels, 2) << output;
     total.compiled += summary->compiled;
     total.waited += summary->waited;
     total.cached += summary->cached;
@@ -82,7 +82,7 @@ TEST_F(WarmProcesses, KilledAtRandomPointsTwentyTimesLeavesASoundCache) {
   for (int round = 0; round < 20; ++round) {
     // A new token bucket each round: every run has compiling and writing to do.
     const int pid = testing::spawn_moejit(
-        "warm --experts 8 --top-k 2 --hidden 256 --intermediate 128 --tokens " +
+        "warm --forward-only --experts 8 --top-k 2 --hidden 256 --intermediate 128 --tokens " +
             std::to_string(1 << round) + " --cache " + quoted(cache_),
         dir_.path() / "out");
     std::this_thread::sleep_for(
@@ -98,7 +98,8 @@ TEST_F(WarmProcesses, KilledAtRandomPointsTwentyTimesLeavesASoundCache) {
     EXPECT_TRUE(store.fallback().empty());
   }
   const auto finish = testing::run_moejit(
-      "warm --experts 8 --top-k 2 --hidden 256 --intermediate 128 --tokens 1 --cache " +
+      "warm --forward-only --experts 8 --top-k 2 --hidden 256 --intermediate 128 --tokens 1 "
+      "--cache " +
       quoted(cache_));
   EXPECT_EQ(finish.exit_code, 0) << finish.output;
   EXPECT_EQ(testing::run_moejit("verify " + quoted(cache_)).exit_code, 0);

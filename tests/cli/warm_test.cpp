@@ -12,6 +12,7 @@
 #include "cache/store.hpp"
 #include "run_moejit.hpp"
 #include "runtime/presets.hpp"
+#include "runtime/warm.hpp"
 
 namespace moejit {
 namespace {
@@ -48,7 +49,8 @@ const CacheEntry* entry_for(const std::vector<CacheEntry>& entries, const Projec
 }
 
 TEST_F(OfflineWarm, StoresBothProjectionsUntunedAndSecondRunCompilesNothing) {
-  const auto first = run_moejit("warm --model olmoe-1b-7b --tokens 1024 " + cache_flag());
+  const auto first =
+      run_moejit("warm --model olmoe-1b-7b --tokens 1024 --forward-only " + cache_flag());
   ASSERT_EQ(first.exit_code, 0) << first.output;
   EXPECT_TRUE(
       contains(first.output, "no GPU: compiling default configs for sm_90a, stored untuned"))
@@ -70,11 +72,12 @@ TEST_F(OfflineWarm, StoresBothProjectionsUntunedAndSecondRunCompilesNothing) {
     EXPECT_FALSE(entry->cubin.empty());
   }
 
-  const auto second = run_moejit("warm --model olmoe-1b-7b --tokens 1024 " + cache_flag());
+  const auto second =
+      run_moejit("warm --model olmoe-1b-7b --tokens 1024 --forward-only " + cache_flag());
   ASSERT_EQ(second.exit_code, 0) << second.output;
   EXPECT_EQ(occurrences(second.output, "already cached (untuned)"), 2) << second.output;
   EXPECT_TRUE(contains(second.output,
-                       "2 shapes: 0 compiled, 0 waited for another process, 2 "
+                       "2 kernels: 0 compiled, 0 waited for another process, 2 "
                        "already cached"))
       << second.output;
   const std::vector<CacheEntry> after = entries();
@@ -87,7 +90,9 @@ TEST_F(OfflineWarm, StoresBothProjectionsUntunedAndSecondRunCompilesNothing) {
 }
 
 TEST_F(OfflineWarm, ListAndShowDescribeTheStoredEntries) {
-  ASSERT_EQ(run_moejit("warm --model olmoe-1b-7b --tokens 1024 " + cache_flag()).exit_code, 0);
+  ASSERT_EQ(
+      run_moejit("warm --model olmoe-1b-7b --tokens 1024 --forward-only " + cache_flag()).exit_code,
+      0);
   const std::vector<CacheEntry> stored = entries();
   ASSERT_EQ(stored.size(), 2u);
 
@@ -112,7 +117,7 @@ TEST_F(OfflineWarm, ListAndShowDescribeTheStoredEntries) {
 TEST_F(OfflineWarm, ExplicitShapeFlagsReachTheStoredSpec) {
   const auto result = run_moejit(
       "warm --experts 8 --top-k 2 --hidden 256 --intermediate 128 --layout in_out --bias "
-      "--tokens 100 --rank 8 --weights fp16 --lora-dtype fp32 --arch sm_80 " +
+      "--tokens 100 --rank 8 --weights fp16 --lora-dtype fp32 --arch sm_80 --forward-only " +
       cache_flag());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_TRUE(contains(result.output, "default configs for sm_80")) << result.output;
@@ -136,14 +141,53 @@ namespace {
 
 TEST_F(OfflineWarm, HfConfigWarmsThePresetsShapes) {
   const std::string config = std::string(MOEJIT_HF_CONFIGS) + "/gpt-oss-20b.json";
-  const auto result =
-      run_moejit("warm --hf-config '" + config + "' --tokens 256 --arch sm_80 " + cache_flag());
+  const auto result = run_moejit("warm --hf-config '" + config +
+                                 "' --tokens 256 --arch sm_80 --forward-only " + cache_flag());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   const ModelPreset preset = *find_preset("gpt-oss-20b");
   const std::vector<CacheEntry> stored = entries();
   ASSERT_EQ(stored.size(), 2u);
   for (Projection projection : {Projection::gate_up, Projection::down}) {
     const ProjectionSpec spec = projection_spec(preset, projection, 16);
+    EXPECT_NE(entry_for(stored, spec), nullptr) << spec.describe();
+  }
+}
+
+TEST_F(OfflineWarm, QuantizedWeightsStoreTheForwardAndEveryBackwardKernel) {
+  const auto result = run_moejit(
+      "warm --model olmoe-1b-7b --weights nf4-dq --blocksize 128 --tokens 1024 " + cache_flag());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const ModelPreset olmoe = *find_preset("olmoe-1b-7b");
+  const std::vector<CacheEntry> stored = entries();
+  std::size_t expected = 0;
+  for (Projection projection : {Projection::gate_up, Projection::down}) {
+    ProjectionSpec spec = projection_spec(olmoe, projection, 16);
+    spec.weights = WeightFormat::nf4;
+    spec.quant_blocksize = 128;
+    spec.double_quant = true;
+    const CacheEntry* forward = entry_for(stored, spec);
+    ASSERT_NE(forward, nullptr) << spec.describe() << "\n" << result.output;
+    EXPECT_TRUE(forward->config.rs) << forward->config.name();
+    EXPECT_EQ(forward->config, default_config(spec, "sm_90a"));
+    const std::vector<ProjectionSpec> backward = backward_ops(spec);
+    for (const ProjectionSpec& op : backward)
+      EXPECT_NE(entry_for(stored, op), nullptr) << op.describe() << "\n" << result.output;
+    expected += 1 + backward.size();
+  }
+  EXPECT_EQ(stored.size(), expected);
+}
+
+TEST_F(OfflineWarm, Int8WeightsTakeTheActivationDtypeOfAct) {
+  const auto result = run_moejit(
+      "warm --model qwen3-30b-a3b --weights int8 --act fp16 --tokens 512 --forward-only " +
+      cache_flag());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const std::vector<CacheEntry> stored = entries();
+  ASSERT_EQ(stored.size(), 2u);
+  for (Projection projection : {Projection::gate_up, Projection::down}) {
+    ProjectionSpec spec =
+        projection_spec(*find_preset("qwen3-30b-a3b"), projection, 16, DType::fp16);
+    spec.weights = WeightFormat::int8_rowwise;
     EXPECT_NE(entry_for(stored, spec), nullptr) << spec.describe();
   }
 }
