@@ -25,6 +25,12 @@ constexpr std::array<bool, kColumns> kRightAligned = {false, false, true,  true,
                                                       true,  true,  false, false, false, false,
                                                       false, false, false, true,  false};
 
+// nf4's blocksize and double quantization are part of the key: "nf4/64", "nf4-dq/128".
+std::string weights_of(const ProjectionSpec& s) {
+  if (s.weights != WeightFormat::nf4) return std::string(to_string(s.weights));
+  return fmt::format("nf4{}/{}", s.double_quant ? "-dq" : "", s.quant_blocksize);
+}
+
 Row row_of(const CacheEntry& e) {
   const ProjectionSpec& s = e.key.spec;
   return {e.key.id().substr(0, 12),
@@ -36,7 +42,7 @@ Row row_of(const CacheEntry& e) {
           std::to_string(s.rank),
           std::to_string(e.key.token_bucket),
           std::string(to_string(s.act)),
-          std::string(to_string(s.weights)),
+          weights_of(s),
           std::string(to_string(s.lora)),
           std::string(to_string(s.layout)),
           e.key.device.arch,

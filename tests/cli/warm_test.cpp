@@ -175,6 +175,8 @@ TEST_F(OfflineWarm, QuantizedWeightsStoreTheForwardAndEveryBackwardKernel) {
     expected += 1 + backward.size();
   }
   EXPECT_EQ(stored.size(), expected);
+  const auto list = run_moejit("list " + cache_flag());
+  EXPECT_EQ(occurrences(list.output, "nf4-dq/128"), 4) << list.output;  // forward and dX of each
 }
 
 TEST_F(OfflineWarm, Int8WeightsTakeTheActivationDtypeOfAct) {
