@@ -93,6 +93,10 @@ void add_warm_flags(CLI::App& command, WarmFlags& f) {
   command.add_option("--lora-dtype", f.lora, "LoRA factor dtype: bf16|fp16|fp32")
       ->capture_default_str()
       ->check(accepted_by([](const std::string& v) { parse_dtype(v, "--lora-dtype"); }));
+  // --from-cache takes every field of each kernel from the cached build.
+  for (const char* spec_flag : {"--tokens", "--rank", "--weights", "--act", "--blocksize",
+                                "--forward-only", "--lora-dtype"})
+    command.get_option(spec_flag)->excludes(from_cache);
   command
       .add_option("--arch", f.arch,
                   std::string("NVRTC target without a GPU (default ") + kDefaultOfflineArch +

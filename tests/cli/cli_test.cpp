@@ -121,6 +121,15 @@ TEST(Warm, ModelAndExplicitShapeAreExclusive) {
   EXPECT_TRUE(contains(result.output, "--experts")) << result.output;
 }
 
+TEST(Warm, FromCacheTakesNoSpecFlags) {
+  for (const char* flag : {"--weights nf4", "--rank 8", "--forward-only", "--blocksize 64"}) {
+    TempDir dir;
+    const auto result = run_moejit(std::string("warm --from-cache ") + flag + temp_cache_flag(dir));
+    EXPECT_EQ(result.exit_code, 2) << flag << ": " << result.output;
+    EXPECT_TRUE(contains(result.output, "--from-cache")) << flag << ": " << result.output;
+  }
+}
+
 TEST(Warm, NeedsAModelOrAShape) {
   TempDir dir;
   const auto result = run_moejit("warm" + temp_cache_flag(dir));
