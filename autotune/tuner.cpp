@@ -61,36 +61,35 @@ struct Reference {
 
 constexpr int kPlayoffRounds = 7;
 
+// The median of a candidate's launch times (the upper one of an even count).
+double median_ms(std::vector<float> times) {
+  std::ranges::sort(times);
+  return times[times.size() / 2];
+}
+
 // Times playoff_finalists in kPlayoffRounds interleaved rounds, so a clock change during the
 // playoff touches them all alike. Returns the finalist with the lowest median that also passes
 // `passes_check` (the winner already has; one that fails it is marked pruned and counted in
 // result.mismatched); sets each finalist's time_ms to that median.
-template <class Load, class Check>
+// `time_once(handle)` launches once (the first launch of each finalist is its warm-up) and
+// returns the launch's time in ms.
+template <class Load, class TimeOnce, class Check>
 CompiledCandidate* playoff(CompiledCandidate& winner, std::vector<CompiledCandidate>& candidates,
-                           const TuningProblem& problem, CUstream stream, const Load& load,
-                           const Check& passes_check) {
+                           const Load& load, const TimeOnce& time_once, const Check& passes_check) {
   std::vector<CompiledCandidate*> finalists = playoff_finalists(candidates, winner);
   if (finalists.size() < 2) return &winner;
   std::vector<LoadedCandidate> loaded;
-  loaded.reserve(finalists.size());
   for (const CompiledCandidate* c : finalists) {
     loaded.push_back(load(*c));
-    problem.launch(loaded.back().handle, stream);
+    time_once(loaded.back().handle);
   }
   std::vector<std::vector<float>> times(finalists.size());
-  cuda::Event round_before, round_after;
-  for (int round = 0; round < kPlayoffRounds; ++round) {
-    for (std::size_t i = 0; i < finalists.size(); ++i) {
-      round_before.record(stream);
-      problem.launch(loaded[i].handle, stream);
-      round_after.record(stream);
-      times[i].push_back(round_after.elapsed_since(round_before));
-    }
-  }
+  for (int round = 0; round < kPlayoffRounds; ++round)
+    for (std::size_t i = 0; i < finalists.size(); ++i)
+      times[i].push_back(time_once(loaded[i].handle));
   std::vector<std::size_t> ranking(finalists.size());
   for (std::size_t i = 0; i < finalists.size(); ++i) {
-    std::ranges::sort(times[i]);
-    finalists[i]->time_ms = times[i][times[i].size() / 2];
+    finalists[i]->time_ms = median_ms(std::move(times[i]));
     ranking[i] = i;
   }
   std::ranges::stable_sort(ranking, {}, [&](std::size_t i) { return finalists[i]->time_ms; });
@@ -438,18 +437,20 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
   const Reference reference =
       reference_result(spec, device, key, problem, stream.get(), load, result);
   // Median of up to 5 launches after a warm-up; one launch when that is already 1.5x the best.
+  auto time_once = [&](const KernelHandle& handle) {
+    before.record(stream.get());
+    problem.launch(handle, stream.get());
+    after.record(stream.get());
+    return after.elapsed_since(before);
+  };
   auto time_candidate = [&](CompiledCandidate& c, const LoadedCandidate& loaded, double best) {
     problem.launch(loaded.handle, stream.get());
     std::vector<float> times;
     for (int rep = 0; rep < 5; ++rep) {
-      before.record(stream.get());
-      problem.launch(loaded.handle, stream.get());
-      after.record(stream.get());
-      times.push_back(after.elapsed_since(before));
+      times.push_back(time_once(loaded.handle));
       if (rep == 0 && times[0] > 1.5 * best) break;
     }
-    std::sort(times.begin(), times.end());
-    c.time_ms = times[times.size() / 2];
+    c.time_ms = median_ms(std::move(times));
     ++result.timed;
   };
   double best = 1e30;
@@ -482,7 +483,7 @@ TuneResult tune(const ProjectionSpec& spec, std::int64_t tokens, const cuda::Dev
   // alone on the whole GPU is a loose proxy, and the playoff's sharper one picked a dB config that
   // made olmoe down's nf4 step 2.5% slower (bench/NOTES.md, v21).
   if (winner && family_of(spec.op) == KernelFamily::gemm)
-    winner = playoff(*winner, result.candidates, problem, stream.get(), load, passes_check);
+    winner = playoff(*winner, result.candidates, load, time_once, passes_check);
   if (!winner && reference.candidate) {  // every candidate that would win differed: the default
     winner = reference.candidate;
     time_candidate(*winner, load(*winner), 1e30);

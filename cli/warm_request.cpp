@@ -138,13 +138,14 @@ std::vector<WarmTarget> warm_targets(const WarmFlags& f) {
   const bool quantized = is_quantized(weights.format);
   DType act = weights.format == WeightFormat::fp16 ? DType::fp16 : DType::bf16;
   if (!f.act.empty()) {
-    if (!quantized && parse_dtype(f.act, "--act") != act)
+    const DType asked = parse_dtype(f.act, "--act");
+    if (!quantized && asked != act)
       throw InvalidArgument("--act", "'" + f.act + "'",
                             "the weights' own dtype (" + f.weights +
                                 "), or no --act: 16-bit weights set the activations' dtype");
-    act = parse_dtype(f.act, "--act");
-    if (act != DType::bf16 && act != DType::fp16)
+    if (asked != DType::bf16 && asked != DType::fp16)
       throw InvalidArgument("--act", "'" + f.act + "'", "bf16 or fp16");
+    act = asked;
   }
   if (f.blocksize != 0 && weights.format != WeightFormat::nf4)
     throw InvalidArgument("--blocksize", std::to_string(f.blocksize),
